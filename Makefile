@@ -1,0 +1,119 @@
+# tunneld: one GNU make file.
+#   make            build daemon/tunneld and ctl/tunctl
+#   make check      install what is missing, build, run every test
+#   make asan       build both programs with ASan and UBSan into build-asan/
+#   make demo       a throw-away sshd and tunneld moving data through each tunnel
+#   make install    DESTDIR, PREFIX
+#   make clean
+
+PREFIX	?= /usr/local
+SBINDIR	?= $(PREFIX)/sbin
+BINDIR	?= $(PREFIX)/bin
+MANDIR	?= $(PREFIX)/share/man
+UNITDIR	?= /lib/systemd/system
+CC	?= cc
+PYTHON	?= /usr/bin/python3
+
+PKGS	 = libssh libevent libconfig libsystemd
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS	?= -O2 -g
+WARN	 = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
+	   -Wmissing-prototypes -Wmissing-declarations -Wformat=2 \
+	   -Wno-format-nonliteral -Wwrite-strings
+ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE -Idaemon $(PKG_CFLAGS) $(WARN) $(CFLAGS)
+
+SAN_CFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	     -fno-sanitize-recover=undefined
+
+DAEMON_SRCS = daemon/main.c daemon/conf.c daemon/link.c daemon/handshake.c daemon/pump.c \
+	      daemon/chan.c daemon/fwd_local.c daemon/control.c daemon/ctl-proto.c \
+	      daemon/log.c daemon/util.c
+CTL_SRCS    = ctl/tunctl.c daemon/ctl-proto.c daemon/conf.c daemon/log.c daemon/util.c
+UNIT_TESTS  = test_conf test_util test_control
+UNIT_SRCS_test_conf    = tests/unit/test_conf.c daemon/conf.c daemon/log.c daemon/util.c
+UNIT_SRCS_test_util    = tests/unit/test_util.c daemon/log.c daemon/util.c
+UNIT_SRCS_test_control = tests/unit/test_control.c daemon/ctl-proto.c daemon/log.c daemon/util.c
+
+B	?= build
+BA	 = build-asan
+
+all: $(B)/tunneld $(B)/tunctl
+
+obj = $(patsubst %.c,$(1)/%.o,$(2))
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BA)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN_CFLAGS) $(shell pkg-config --cflags cmocka) -MMD -MP -c $< -o $@
+
+$(B)/tunneld: $(call obj,$(B),$(DAEMON_SRCS))
+	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+$(B)/tunctl: $(call obj,$(B),$(CTL_SRCS))
+	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+$(BA)/tunneld: $(call obj,$(BA),$(DAEMON_SRCS))
+	$(CC) $(SAN_CFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+$(BA)/tunctl: $(call obj,$(BA),$(CTL_SRCS))
+	$(CC) $(SAN_CFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+define unit_rule
+$(BA)/$(1): $(call obj,$(BA),$(UNIT_SRCS_$(1)))
+	$$(CC) $$(SAN_CFLAGS) -o $$@ $$^ $$(PKG_LIBS) $$(shell pkg-config --libs cmocka) -lm
+endef
+$(foreach t,$(UNIT_TESTS),$(eval $(call unit_rule,$(t))))
+
+asan: $(BA)/tunneld $(BA)/tunctl
+
+deps:
+	@sh scripts/install-deps.sh
+
+unit: $(addprefix $(BA)/,$(UNIT_TESTS))
+	@set -e; for t in $(UNIT_TESTS); do \
+		echo "== $$t"; \
+		ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		    TESTDATA=tests/unit/data ./$(BA)/$$t; \
+	done
+
+e2e: all
+	TUNNELD_BIN=$(CURDIR)/$(B)/tunneld TUNCTL_BIN=$(CURDIR)/$(B)/tunctl \
+	    $(PYTHON) -m pytest -q tests/e2e $(PYTEST_ARGS)
+
+check: deps
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) configs
+	$(MAKE) e2e
+
+# The shipped example files must pass the checker.
+configs: all
+	@set -e; for f in conf/tunnels.conf conf/demo.conf conf/examples/*.conf; do \
+		[ -f "$$f" ] || continue; \
+		./$(B)/tunneld -t -f $$f >/dev/null; echo "config ok: $$f"; \
+	done
+
+demo: deps
+	$(MAKE) all
+	sh scripts/demo.sh
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5
+	install -m 755 $(B)/tunneld $(DESTDIR)$(SBINDIR)/tunneld
+	install -m 755 $(B)/tunctl $(DESTDIR)$(BINDIR)/tunctl
+	install -m 644 docs/tunneld.8 $(DESTDIR)$(MANDIR)/man8/tunneld.8
+	install -m 644 docs/tunctl.1 $(DESTDIR)$(MANDIR)/man1/tunctl.1
+	install -m 644 docs/tunnels.conf.5 $(DESTDIR)$(MANDIR)/man5/tunnels.conf.5
+
+clean:
+	rm -rf $(B) $(BA) tests/e2e/__pycache__ .pytest_cache
+
+.PHONY: all asan deps unit e2e check configs demo install clean
+
+-include $(shell find $(B) $(BA) -name '*.d' 2>/dev/null)

@@ -1,0 +1,591 @@
+/*
+ * link.c: one SSH session per host, shared by every tunnel via that host.
+ *
+ * A link walks resolve (evdns) -> TCP connect (non-blocking, every address
+ * in turn) -> SSH handshake -> host key check -> public-key auth -> up,
+ * all driven by libevent, never blocking the loop. Any failure tears the
+ * session down and schedules a retry with jittered exponential backoff;
+ * a refused host key or authentication waits backoff_max instead.
+ */
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/dns.h>
+#include <event2/util.h>
+
+#include "tunneld.h"
+
+static void	link_set_state(struct link *, enum link_state);
+static void	link_connect(struct link *);
+static void	link_dns_cb(int, struct evutil_addrinfo *, void *);
+static void	link_try_next(struct link *);
+static void	link_tcp_cb(int, short, void *);
+static void	link_start_ssh(struct link *);
+static void	link_timer_cb(int, short, void *);
+static void	link_keepalive_cb(int, short, void *);
+static void	link_kick_cb(int, short, void *);
+static void	link_close_session(struct link *);
+static void	link_schedule_retry(struct link *, int);
+static int	link_enabled_fwds(struct link *);
+static void	link_vfail(struct link *, int, const char *, va_list);
+
+static char	link_tcp_error[ERR_MAXLEN];
+
+/* Names of link states, as tunctl shows them. */
+const char *
+link_state_name(enum link_state s)
+{
+	switch (s) {
+	case LINK_IDLE:
+		return ("idle");
+	case LINK_CONNECTING:
+		return ("connecting");
+	case LINK_UP:
+		return ("up");
+	case LINK_BACKOFF:
+		return ("backoff");
+	case LINK_FAILED:
+		return ("failed");
+	}
+	return ("unknown");
+}
+
+/* Create a link for a host; it stays idle until a tunnel needs it. */
+struct link *
+link_new(const struct host_conf *hc)
+{
+	struct link	*l;
+	int		 i;
+
+	l = xcalloc(1, sizeof(*l));
+	l->hc = xmalloc(sizeof(*l->hc));
+	*l->hc = *hc;
+	for (i = 0; i < hc->nidentity; i++)
+		l->hc->identity[i] = xstrdup(hc->identity[i]);
+	l->hc->known_hosts = xstrdup(hc->known_hosts);
+	l->fd = -1;
+	l->rtt_us = -1;
+	l->state = LINK_IDLE;
+	l->since = time(NULL);
+	l->since_mono = monotime();
+	TAILQ_INIT(&l->fwds);
+	TAILQ_INIT(&l->ready);
+	TAILQ_INIT(&l->parked);
+	if ((l->ev_timer = evtimer_new(td->base, link_timer_cb, l)) == NULL ||
+	    (l->ev_keepalive = event_new(td->base, -1, EV_PERSIST,
+	    link_keepalive_cb, l)) == NULL ||
+	    (l->ev_kick = event_new(td->base, -1, 0, link_kick_cb, l)) == NULL)
+		fatalx("link_new: out of memory");
+	TAILQ_INSERT_TAIL(&td->links, l, entry);
+	return (l);
+}
+
+/* Stop and free a link with its tunnels; the caller has unlinked nothing. */
+void
+link_free(struct link *l)
+{
+	struct fwd	*f;
+	int		 i;
+
+	if (l == NULL)
+		return;
+	link_close_session(l);
+	while ((f = TAILQ_FIRST(&l->fwds)) != NULL)
+		fwd_free(f);
+	chan_reap_all();
+	TAILQ_REMOVE(&td->links, l, entry);
+	event_free(l->ev_timer);
+	event_free(l->ev_keepalive);
+	event_free(l->ev_kick);
+	for (i = 0; i < l->hc->nidentity; i++)
+		free(l->hc->identity[i]);
+	free(l->hc->known_hosts);
+	free(l->hc);
+	free(l);
+}
+
+/* Find a link by host name. */
+struct link *
+link_find(const char *name)
+{
+	struct link *l;
+
+	TAILQ_FOREACH(l, &td->links, entry) {
+		if (strcmp(l->hc->name, name) == 0)
+			return (l);
+	}
+	return (NULL);
+}
+
+/* Count the enabled tunnels on a link. */
+static int
+link_enabled_fwds(struct link *l)
+{
+	struct fwd	*f;
+	int		 n = 0;
+
+	TAILQ_FOREACH(f, &l->fwds, entry) {
+		if (f->enabled)
+			n++;
+	}
+	return (n);
+}
+
+/* Change state: log it, stamp it, tell the tunnels and the control side. */
+static void
+link_set_state(struct link *l, enum link_state state)
+{
+	struct fwd		*f;
+	enum link_state		 old = l->state;
+
+	if (old == state)
+		return;
+	l->state = state;
+	l->since = time(NULL);
+	l->since_mono = monotime();
+	if (state == LINK_UP)
+		log_notice("link %s: up (%s)", l->hc->name, l->peer);
+	else
+		log_info("link %s: %s -> %s", l->hc->name,
+		    link_state_name(old), link_state_name(state));
+	TAILQ_FOREACH(f, &l->fwds, entry) {
+		if (state == LINK_UP)
+			fwd_link_up(f);
+		else
+			fwd_link_down(f);
+	}
+	control_state_changed();
+	tunneld_status_changed();
+}
+
+/*
+ * Bring the link in line with its tunnels: start connecting when one is
+ * enabled, go idle when none is.
+ */
+void
+link_update(struct link *l)
+{
+	if (link_enabled_fwds(l) > 0) {
+		if (l->state == LINK_IDLE)
+			link_connect(l);
+		return;
+	}
+	if (l->state != LINK_IDLE) {
+		link_close_session(l);
+		evtimer_del(l->ev_timer);
+		l->retries = 0;
+		l->next_retry = 0;
+		link_set_state(l, LINK_IDLE);
+	}
+}
+
+/* tunctl up: a link waiting to retry connects now. */
+void
+link_retry_now(struct link *l)
+{
+	if (l->state != LINK_BACKOFF && l->state != LINK_FAILED)
+		return;
+	evtimer_del(l->ev_timer);
+	l->next_retry = 0;
+	l->retries = 0;
+	link_connect(l);
+}
+
+/* Start a connection attempt: resolve the host's address. */
+static void
+link_connect(struct link *l)
+{
+	struct evutil_addrinfo			 hints;
+	struct evdns_getaddrinfo_request	*req;
+	struct timeval				 tv;
+	char					 port[16];
+
+	link_close_session(l);
+	l->next_retry = 0;
+	link_set_state(l, LINK_CONNECTING);
+
+	tv.tv_sec = l->hc->connect_timeout;
+	tv.tv_usec = 0;
+	evtimer_add(l->ev_timer, &tv);
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
+	snprintf(port, sizeof(port), "%d", l->hc->port);
+	l->phase = PHASE_RESOLVE;
+	link_tcp_error[0] = '\0';
+	log_debug("link %s: resolving %s", l->hc->name, l->hc->address);
+	req = evdns_getaddrinfo(td->dns, l->hc->address, port, &hints,
+	    link_dns_cb, l);
+	if (req != NULL && l->phase == PHASE_RESOLVE)
+		l->dnsreq = req;
+}
+
+/* The address lookup finished. */
+static void
+link_dns_cb(int err, struct evutil_addrinfo *res, void *arg)
+{
+	struct link *l = arg;
+
+	l->dnsreq = NULL;
+	if (err == EVUTIL_EAI_CANCEL) {
+		if (res != NULL)
+			evutil_freeaddrinfo(res);
+		return;
+	}
+	if (err != 0 || res == NULL) {
+		if (res != NULL)
+			evutil_freeaddrinfo(res);
+		link_fail(l, "cannot resolve %s: %s", l->hc->address,
+		    evutil_gai_strerror(err));
+		return;
+	}
+	l->ai = res;
+	l->ai_next = res;
+	l->phase = PHASE_TCP;
+	link_try_next(l);
+}
+
+/* Connect to the next address of the lookup, without blocking. */
+static void
+link_try_next(struct link *l)
+{
+	struct evutil_addrinfo	*ai;
+	char			 host[INET6_ADDRSTRLEN];
+	int			 fd;
+
+	while ((ai = l->ai_next) != NULL) {
+		l->ai_next = ai->ai_next;
+		if (getnameinfo(ai->ai_addr, ai->ai_addrlen, host,
+		    sizeof(host), NULL, 0, NI_NUMERICHOST) != 0)
+			strlcpy_(host, "?", sizeof(host));
+		if (ai->ai_family == AF_INET6)
+			snprintf(l->peer, sizeof(l->peer), "[%s]:%d", host,
+			    l->hc->port);
+		else
+			snprintf(l->peer, sizeof(l->peer), "%s:%d", host,
+			    l->hc->port);
+		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, IPPROTO_TCP);
+		if (fd == -1) {
+			snprintf(link_tcp_error, sizeof(link_tcp_error),
+			    "socket for %s: %s", l->peer, strerror(errno));
+			continue;
+		}
+		log_debug("link %s: connecting to %s", l->hc->name, l->peer);
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+			l->fd = fd;
+			link_start_ssh(l);
+			return;
+		}
+		if (errno != EINPROGRESS) {
+			snprintf(link_tcp_error, sizeof(link_tcp_error),
+			    "connect to %s: %s", l->peer, strerror(errno));
+			close(fd);
+			continue;
+		}
+		l->fd = fd;
+		l->ev_io = event_new(td->base, fd, EV_WRITE, link_tcp_cb, l);
+		if (l->ev_io == NULL)
+			fatalx("link_try_next: out of memory");
+		event_add(l->ev_io, NULL);
+		return;
+	}
+	link_fail(l, "%s", link_tcp_error[0] != '\0' ? link_tcp_error :
+	    "no address to connect to");
+}
+
+/* The non-blocking connect finished, one way or the other. */
+static void
+link_tcp_cb(int fd, short what, void *arg)
+{
+	struct link	*l = arg;
+	socklen_t	 len = sizeof(int);
+	int		 err = 0;
+
+	(void)what;
+	event_free(l->ev_io);
+	l->ev_io = NULL;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+		err = errno;
+	if (err != 0) {
+		snprintf(link_tcp_error, sizeof(link_tcp_error),
+		    "connect to %s: %s", l->peer, strerror(err));
+		log_debug("link %s: %s", l->hc->name, link_tcp_error);
+		close(l->fd);
+		l->fd = -1;
+		link_try_next(l);
+		return;
+	}
+	link_start_ssh(l);
+}
+
+/* TCP is up: tune the socket, create the libssh session, start the handshake. */
+static void
+link_start_ssh(struct link *l)
+{
+	const struct host_conf	*hc = l->hc;
+	int			 on = 1, off = 0, v;
+	unsigned int		 ut;
+	long			 timeout = hc->connect_timeout;
+	bool			 no = false;
+
+	evutil_freeaddrinfo(l->ai);
+	l->ai = l->ai_next = NULL;
+
+	setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+	setsockopt(l->fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+	v = hc->keepalive_interval > 0 ? hc->keepalive_interval : 15;
+	setsockopt(l->fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, sizeof(v));
+	setsockopt(l->fd, IPPROTO_TCP, TCP_KEEPINTVL, &v, sizeof(v));
+	v = hc->keepalive_count_max;
+	setsockopt(l->fd, IPPROTO_TCP, TCP_KEEPCNT, &v, sizeof(v));
+	if (hc->keepalive_interval > 0) {
+		/* Unacknowledged data past the dead-link bound fails the socket. */
+		ut = (unsigned int)hc->keepalive_interval *
+		    (unsigned int)(hc->keepalive_count_max + 1) * 1000;
+		setsockopt(l->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut,
+		    sizeof(ut));
+	}
+
+	if ((l->session = ssh_new()) == NULL)
+		fatalx("ssh_new: out of memory");
+	ssh_options_set(l->session, SSH_OPTIONS_FD, &l->fd);
+	ssh_options_set(l->session, SSH_OPTIONS_HOST, hc->address);
+	ssh_options_set(l->session, SSH_OPTIONS_PORT, &hc->port);
+	ssh_options_set(l->session, SSH_OPTIONS_USER, hc->user);
+	ssh_options_set(l->session, SSH_OPTIONS_PROCESS_CONFIG, &no);
+	ssh_options_set(l->session, SSH_OPTIONS_KNOWNHOSTS, hc->known_hosts);
+	ssh_options_set(l->session, SSH_OPTIONS_GLOBAL_KNOWNHOSTS,
+	    "/dev/null");
+	ssh_options_set(l->session, SSH_OPTIONS_TIMEOUT, &timeout);
+	ssh_options_set(l->session, SSH_OPTIONS_NODELAY, &on);
+	ssh_options_set(l->session, SSH_OPTIONS_STRICTHOSTKEYCHECK, &off);
+	if (log_getlevel() >= LOGL_DEBUG && getenv("TUNNELD_SSH_DEBUG"))
+		ssh_options_set(l->session, SSH_OPTIONS_LOG_VERBOSITY_STR,
+		    getenv("TUNNELD_SSH_DEBUG"));
+	ssh_set_blocking(l->session, 0);
+	memset(&l->sockc, 0, sizeof(l->sockc));
+	memset(&l->pktc, 0, sizeof(l->pktc));
+	ssh_set_counters(l->session, &l->sockc, &l->pktc);
+	l->phase = PHASE_HANDSHAKE;
+	l->auth_step = 0;
+	log_debug("link %s: TCP connected to %s, starting SSH", hc->name,
+	    l->peer);
+	pump_start(l);
+	pump_run(l);
+}
+
+/*
+ * Tear the session down in the order libssh needs: channels first (freeing
+ * them after ssh_disconnect would touch freed memory), then the event, then
+ * the session, then the fd we own.
+ */
+static void
+link_close_session(struct link *l)
+{
+	struct fwd	*f;
+	struct chan	*c, *next;
+
+	if (l->dnsreq != NULL) {
+		struct evdns_getaddrinfo_request *req = l->dnsreq;
+
+		l->dnsreq = NULL;
+		evdns_getaddrinfo_cancel(req);
+	}
+	if (l->ai != NULL) {
+		evutil_freeaddrinfo(l->ai);
+		l->ai = l->ai_next = NULL;
+	}
+	evtimer_del(l->ev_keepalive);
+	event_del(l->ev_kick);
+	chan_reap_all();
+	TAILQ_FOREACH(f, &l->fwds, entry) {
+		for (c = TAILQ_FIRST(&f->chans); c != NULL; c = next) {
+			next = TAILQ_NEXT(c, entry);
+			chan_link_lost(c);
+		}
+	}
+	pump_stop(l);
+	if (l->ev_io != NULL) {
+		event_free(l->ev_io);
+		l->ev_io = NULL;
+	}
+	if (l->key != NULL) {
+		ssh_key_free(l->key);
+		l->key = NULL;
+	}
+	if (l->session != NULL) {
+		ssh_disconnect(l->session);
+		ssh_free(l->session);
+		l->session = NULL;
+	}
+	if (l->fd != -1) {
+		close(l->fd);
+		l->fd = -1;
+	}
+	l->phase = PHASE_NONE;
+	l->greq_busy = 0;
+	l->ka_missed = 0;
+	l->out_blocked = 0;
+	l->want_write = 0;
+	l->auth_notes[0] = '\0';
+}
+
+/* Record why a link failed, close it and schedule the retry. */
+static void
+link_vfail(struct link *l, int permanent, const char *fmt, va_list ap)
+{
+	char msg[ERR_MAXLEN];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	strlcpy_(l->last_error, msg, sizeof(l->last_error));
+	log_warnx("link %s: %s", l->hc->name, msg);
+	link_close_session(l);
+	evtimer_del(l->ev_timer);
+	if (link_enabled_fwds(l) == 0) {
+		link_set_state(l, LINK_IDLE);
+		return;
+	}
+	link_schedule_retry(l, permanent);
+}
+
+/* A link failed for a passing reason: retry with backoff. */
+void
+link_fail(struct link *l, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	link_vfail(l, 0, fmt, ap);
+	va_end(ap);
+}
+
+/* The server refused us (host key, authentication): retry at backoff_max. */
+void
+link_refused(struct link *l, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	link_vfail(l, 1, fmt, ap);
+	va_end(ap);
+}
+
+/* Arm the retry timer: SPEC's jittered doubling, reset after a stable link. */
+static void
+link_schedule_retry(struct link *l, int permanent)
+{
+	const struct host_conf	*hc = l->hc;
+	struct timeval		 tv;
+	double			 d, now = monotime();
+
+	if (l->up_at > 0 && now - l->up_at >= hc->backoff_reset_after)
+		l->retries = 0;
+	l->up_at = 0;
+	l->retries++;
+	if (permanent)
+		d = hc->backoff_max;
+	else
+		d = backoff_delay(l->retries, hc->backoff_initial,
+		    hc->backoff_max, (double)arc4random() / 4294967296.0);
+	l->next_retry = now + d;
+	tv.tv_sec = (time_t)d;
+	tv.tv_usec = (suseconds_t)((d - (double)tv.tv_sec) * 1e6);
+	evtimer_add(l->ev_timer, &tv);
+	log_info("link %s: retry %d in %.1f s", hc->name, l->retries, d);
+	link_set_state(l, permanent ? LINK_FAILED : LINK_BACKOFF);
+	control_state_changed();
+}
+
+/* The connect deadline passed, or the backoff wait is over. */
+static void
+link_timer_cb(int fd, short what, void *arg)
+{
+	struct link *l = arg;
+
+	(void)fd;
+	(void)what;
+	if (l->state == LINK_CONNECTING) {
+		link_fail(l, "connection to %s timed out after %d s (%s)",
+		    l->peer[0] != '\0' ? l->peer : l->hc->address,
+		    l->hc->connect_timeout,
+		    l->phase == PHASE_RESOLVE ? "resolving" :
+		    l->phase == PHASE_TCP ? "TCP connect" :
+		    l->phase == PHASE_HANDSHAKE ? "SSH handshake" :
+		    "authentication");
+		return;
+	}
+	if (l->state == LINK_BACKOFF || l->state == LINK_FAILED) {
+		l->next_retry = 0;
+		link_connect(l);
+	}
+}
+
+/* Handshake and authentication are done: the link is up. */
+void
+link_established(struct link *l)
+{
+	struct timeval tv;
+
+	evtimer_del(l->ev_timer);
+	l->phase = PHASE_NONE;
+	l->up_at = monotime();
+	l->last_error[0] = '\0';
+	l->ka_rx_mark = l->pktc.in_packets;
+	l->ka_missed = 0;
+	l->rtt_us = -1;
+	if (l->hc->keepalive_interval > 0) {
+		tv.tv_sec = l->hc->keepalive_interval;
+		tv.tv_usec = 0;
+		evtimer_add(l->ev_keepalive, &tv);
+	}
+	link_set_state(l, LINK_UP);
+}
+
+/* Every keepalive_interval: count silent intervals, send a probe. */
+static void
+link_keepalive_cb(int fd, short what, void *arg)
+{
+	struct link *l = arg;
+
+	(void)fd;
+	(void)what;
+	if (l->state != LINK_UP)
+		return;
+	pump_keepalive_tick(l);
+}
+
+/* Schedule the pump to run on the next loop turn. */
+void
+link_kick(struct link *l)
+{
+	if (l->session != NULL)
+		event_active(l->ev_kick, EV_TIMEOUT, 0);
+}
+
+/* Run a kicked pump. */
+static void
+link_kick_cb(int fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	pump_run(arg);
+}

@@ -1,0 +1,269 @@
+/*
+ * main.c: options, the event loop, signals, systemd notification and the
+ * orderly stop. Nothing else lives here.
+ */
+#include <sys/types.h>
+#include <sys/resource.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/dns.h>
+#include <systemd/sd-daemon.h>
+
+#include "tunneld.h"
+
+struct tunneld	*td;
+
+static void	usage(void) __attribute__((noreturn));
+static int	check_only(const char *);
+static void	tunneld_start(void);
+static void	tunneld_stop(void);
+static void	signal_cb(int, short, void *);
+static void	raise_nofile(void);
+
+/* Print the synopsis and exit 2. */
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: tunneld [-dtvV] [-f file] [-s socket]\n");
+	exit(2);
+}
+
+/* tunneld -t: check the file, print every error, exit 0 or 1. */
+static int
+check_only(const char *path)
+{
+	struct conf	*conf = NULL;
+	char		*errors = NULL;
+	int		 n;
+
+	n = conf_load(path, &conf, &errors);
+	if (n > 0) {
+		fputs(errors, stderr);
+		fprintf(stderr, "%s: %d error%s\n", path, n, n == 1 ? "" : "s");
+		free(errors);
+		return (1);
+	}
+	free(errors);
+	conf_free(conf);
+	return (0);
+}
+
+/* Allow as many descriptors as the hard limit: every connection is two. */
+static void
+raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+/* Create a link for every host a tunnel uses, then start the tunnels. */
+static void
+tunneld_start(void)
+{
+	struct conf		*conf = td->conf;
+	const struct host_conf	*hc;
+	struct link		*l;
+	struct fwd		*f;
+	int			 i;
+
+	for (i = 0; i < conf->ntunnels; i++) {
+		if ((l = link_find(conf->tunnels[i].via)) == NULL) {
+			if ((hc = conf_host(conf, conf->tunnels[i].via)) ==
+			    NULL)
+				fatalx("tunnel %s: no host %s",
+				    conf->tunnels[i].name,
+				    conf->tunnels[i].via);
+			l = link_new(hc);
+		}
+		fwd_new(l, &conf->tunnels[i]);
+	}
+	TAILQ_FOREACH(l, &td->links, entry) {
+		TAILQ_FOREACH(f, &l->fwds, entry) {
+			if (f->tc->enabled)
+				fwd_enable(f);
+		}
+	}
+}
+
+/* Orderly stop: listeners closed, sessions disconnected, socket removed. */
+static void
+tunneld_stop(void)
+{
+	struct link *l;
+
+	td->stopping = 1;
+	sd_notify(0, "STOPPING=1");
+	log_info("stopping");
+	control_shutdown();
+	while ((l = TAILQ_FIRST(&td->links)) != NULL)
+		link_free(l);
+	chan_reap_all();
+}
+
+/* SIGTERM and SIGINT stop; SIGHUP would reload. */
+static void
+signal_cb(int sig, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	if (sig == SIGHUP) {
+		log_warnx("SIGHUP: reload is not supported by this version "
+		    "yet; keeping the running configuration");
+		return;
+	}
+	log_info("got signal %d", sig);
+	event_base_loopbreak(td->base);
+}
+
+/* A tunnel or link changed: publish a one-line summary to systemd. */
+void
+tunneld_status_changed(void)
+{
+	struct link	*l;
+	struct fwd	*f;
+	int		 n = 0, up = 0, waiting = 0, failed = 0;
+
+	if (td->stopping || getenv("NOTIFY_SOCKET") == NULL)
+		return;
+	TAILQ_FOREACH(l, &td->links, entry) {
+		TAILQ_FOREACH(f, &l->fwds, entry) {
+			if (!f->enabled)
+				continue;
+			n++;
+			if (f->state == FWD_UP)
+				up++;
+			else if (f->state == FWD_FAILED)
+				failed++;
+			else
+				waiting++;
+		}
+	}
+	sd_notifyf(0, "STATUS=%d/%d tunnels up, %d waiting, %d failed", up, n,
+	    waiting, failed);
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct event	*ev_term, *ev_int, *ev_hup;
+	char		*errors = NULL;
+	const char	*sock;
+	int		 ch, test = 0, n;
+
+	td = xcalloc(1, sizeof(*td));
+	td->conf_path = DEFAULT_CONF_PATH;
+	TAILQ_INIT(&td->links);
+	TAILQ_INIT(&td->reap);
+
+	while ((ch = getopt(argc, argv, "df:hs:tvV")) != -1) {
+		switch (ch) {
+		case 'd':
+			td->foreground = 1;
+			break;
+		case 'f':
+			td->conf_path = optarg;
+			break;
+		case 's':
+			td->socket_path = optarg;
+			break;
+		case 't':
+			test = 1;
+			break;
+		case 'v':
+			td->verbose = 1;
+			break;
+		case 'V':
+			printf("tunneld %s\n", TUNNELD_VERSION);
+			return (0);
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+	if (test)
+		return (check_only(td->conf_path));
+
+	log_init(1, td->verbose);
+	if ((n = conf_load(td->conf_path, &td->conf, &errors)) > 0) {
+		fputs(errors, stderr);
+		fprintf(stderr, "%s: %d error%s, not starting\n",
+		    td->conf_path, n, n == 1 ? "" : "s");
+		free(errors);
+		return (1);
+	}
+	free(errors);
+	if (!td->verbose)
+		log_setlevel(td->conf->log_level);
+
+	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
+	if ((td->base = event_base_new()) == NULL)
+		fatalx("event_base_new failed");
+	td->dns = evdns_base_new(td->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+	    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (td->dns == NULL) {
+		/* No usable resolv.conf: names from /etc/hosts still work. */
+		if ((td->dns = evdns_base_new(td->base,
+		    EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL)
+			fatalx("evdns_base_new failed");
+		evdns_base_load_hosts(td->dns, NULL);
+	}
+	if ((td->ev_reap = event_new(td->base, -1, 0, chan_reap_cb, NULL)) ==
+	    NULL)
+		fatalx("event_new failed");
+
+	sock = td->socket_path != NULL ? td->socket_path :
+	    td->conf->control_socket;
+	if (control_init(sock, td->conf->control_group) == -1)
+		return (1);
+
+	if (!td->foreground && getenv("NOTIFY_SOCKET") == NULL &&
+	    getenv("JOURNAL_STREAM") == NULL) {
+		if (daemon(0, 0) == -1)
+			fatal("daemon");
+		log_init(0, td->verbose);
+		if (!td->verbose)
+			log_setlevel(td->conf->log_level);
+	}
+
+	ev_term = evsignal_new(td->base, SIGTERM, signal_cb, NULL);
+	ev_int = evsignal_new(td->base, SIGINT, signal_cb, NULL);
+	ev_hup = evsignal_new(td->base, SIGHUP, signal_cb, NULL);
+	if (ev_term == NULL || ev_int == NULL || ev_hup == NULL)
+		fatalx("evsignal_new failed");
+	evsignal_add(ev_term, NULL);
+	evsignal_add(ev_int, NULL);
+	evsignal_add(ev_hup, NULL);
+
+	tunneld_start();
+	log_info("started, %d tunnels, control socket %s",
+	    td->conf->ntunnels, sock);
+	sd_notify(0, "READY=1");
+	tunneld_status_changed();
+
+	event_base_dispatch(td->base);
+
+	tunneld_stop();
+	event_free(ev_term);
+	event_free(ev_int);
+	event_free(ev_hup);
+	event_free(td->ev_reap);
+	evdns_base_free(td->dns, 0);
+	event_base_free(td->base);
+	conf_free(td->conf);
+	free(td);
+	log_info("stopped");
+	return (0);
+}

@@ -1,0 +1,271 @@
+/*
+ * pump.c: the one place that drives a link's libssh session inside the
+ * libevent loop.
+ *
+ * Each link has one event on its socket: EV_READ always, EV_WRITE only
+ * while libssh holds output the kernel would not take. pump_run() is called
+ * from that event, from the link's kick event (a chan has work) and from
+ * the keepalive timer. It reads and dispatches packets (channel callbacks
+ * run here and only set flags or fill bufferevents), gives every waiting
+ * chan its turn, collects the answer to the global request in flight,
+ * flushes, and re-arms the event.
+ *
+ * libssh 0.10 keeps one global-request slot per session, shared by
+ * keepalives and tcpip-forward requests, and offers no way to learn when
+ * the answer to a keepalive@openssh.com request arrived. The answer is
+ * collected by calling ssh_channel_cancel_forward() while the slot is
+ * pending: in that state the call sends nothing and reports the pending
+ * request's outcome. Liveness itself is judged by packets received (the
+ * session's packet counter), not by the reply.
+ */
+#include <sys/types.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <libssh/server.h>
+
+#include "tunneld.h"
+
+/* Reads per pump: each moves at most 4 KiB inside libssh. */
+#define PUMP_MAX_READS	64
+
+static void	pump_io_cb(int, short, void *);
+static int	pump_read(struct link *);
+static void	pump_chans(struct link *);
+static void	pump_greq(struct link *);
+static int	pump_check_session(struct link *);
+
+/* The session is handed to libssh: watch its socket. */
+void
+pump_start(struct link *l)
+{
+	if (l->ev_io != NULL)
+		event_free(l->ev_io);
+	l->ev_io = event_new(td->base, l->fd, EV_READ | EV_PERSIST,
+	    pump_io_cb, l);
+	if (l->ev_io == NULL)
+		fatalx("pump_start: out of memory");
+	event_add(l->ev_io, NULL);
+	l->want_write = 0;
+	l->out_blocked = 0;
+}
+
+/* Stop watching the socket and drop the libssh event context. */
+void
+pump_stop(struct link *l)
+{
+	if (l->sev != NULL) {
+		ssh_event_remove_session(l->sev, l->session);
+		ssh_event_free(l->sev);
+		l->sev = NULL;
+	}
+	if (l->ev_io != NULL) {
+		event_free(l->ev_io);
+		l->ev_io = NULL;
+	}
+}
+
+/* The socket is readable or writable. */
+static void
+pump_io_cb(int fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	pump_run(arg);
+}
+
+/* Arm EV_WRITE only while libssh has output the kernel did not take. */
+void
+pump_update_event(struct link *l)
+{
+	short ev = EV_READ | EV_PERSIST;
+
+	if (l->ev_io == NULL || l->want_write == l->out_blocked)
+		return;
+	if (l->out_blocked)
+		ev |= EV_WRITE;
+	event_del(l->ev_io);
+	event_assign(l->ev_io, td->base, l->fd, ev, pump_io_cb, l);
+	event_add(l->ev_io, NULL);
+	l->want_write = l->out_blocked;
+}
+
+/*
+ * A closed or broken session fails the link. Returns -1 when it did.
+ */
+static int
+pump_check_session(struct link *l)
+{
+	const char	*msg;
+	int		 status;
+
+	status = ssh_get_status(l->session);
+	if (ssh_is_connected(l->session) &&
+	    (status & (SSH_CLOSED | SSH_CLOSED_ERROR)) == 0)
+		return (0);
+	msg = ssh_get_disconnect_message(l->session);
+	if (msg != NULL)
+		link_fail(l, "disconnected by %s: %s", l->peer, msg);
+	else
+		link_fail(l, "connection to %s lost: %s", l->peer,
+		    ssh_get_error(l->session));
+	return (-1);
+}
+
+/* Read and dispatch what the socket holds, a bounded amount per turn. */
+static int
+pump_read(struct link *l)
+{
+	uint64_t	before;
+	int		i, rc;
+
+	for (i = 0; i < PUMP_MAX_READS; i++) {
+		before = l->sockc.in_bytes;
+		rc = ssh_event_dopoll(l->sev, 0);
+		if (rc == SSH_ERROR)
+			return (pump_check_session(l) == -1 ? -1 : 0);
+		if (l->sockc.in_bytes == before)
+			break;
+	}
+	return (pump_check_session(l));
+}
+
+/* Give every chan with work its turn; park those waiting for a packet. */
+static void
+pump_chans(struct link *l)
+{
+	struct chanlist	 work;
+	struct chan	*c;
+
+	if (l->pktc.in_packets != l->pump_rx_mark || !l->out_blocked) {
+		/* Window adjusts and open confirmations arrive as packets. */
+		l->pump_rx_mark = l->pktc.in_packets;
+		while ((c = TAILQ_FIRST(&l->parked)) != NULL) {
+			TAILQ_REMOVE(&l->parked, c, ready_entry);
+			TAILQ_INSERT_TAIL(&l->ready, c, ready_entry);
+			c->where = CHAN_READY;
+		}
+	}
+	TAILQ_INIT(&work);
+	TAILQ_CONCAT(&work, &l->ready, ready_entry);
+	while ((c = TAILQ_FIRST(&work)) != NULL) {
+		TAILQ_REMOVE(&work, c, ready_entry);
+		c->where = CHAN_NOWHERE;
+		chan_pump(c);
+		if (l->session == NULL)
+			break;
+	}
+	/* A chan that failed the link left the rest on work: keep them. */
+	while ((c = TAILQ_FIRST(&work)) != NULL) {
+		TAILQ_REMOVE(&work, c, ready_entry);
+		c->where = CHAN_NOWHERE;
+	}
+}
+
+/* Collect the answer to the global request in flight. */
+static void
+pump_greq(struct link *l)
+{
+	int rc;
+
+	if (!l->greq_busy)
+		return;
+	rc = ssh_channel_cancel_forward(l->session, "", 0);
+	if (rc == SSH_AGAIN)
+		return;
+	l->greq_busy = 0;
+	l->rtt_us = (long)((monotime() - l->greq_sent) * 1e6);
+	log_debug("link %s: keepalive answered in %ld us", l->hc->name,
+	    l->rtt_us);
+}
+
+/* Run the link's session: handshake, or move data when up. */
+void
+pump_run(struct link *l)
+{
+	int rc;
+
+	if (l->session == NULL || l->in_pump)
+		return;
+	l->in_pump = 1;
+	if (l->phase == PHASE_HANDSHAKE || l->phase == PHASE_AUTH) {
+		rc = handshake_step(l);
+		if (rc == -1) {
+			l->in_pump = 0;
+			return;
+		}
+		if (rc == 0) {
+			rc = ssh_blocking_flush(l->session, 0);
+			l->out_blocked = rc == SSH_AGAIN;
+			pump_update_event(l);
+			l->in_pump = 0;
+			return;
+		}
+		if ((l->sev = ssh_event_new()) == NULL ||
+		    ssh_event_add_session(l->sev, l->session) != SSH_OK) {
+			l->in_pump = 0;
+			link_fail(l, "cannot watch the session: %s",
+			    ssh_get_error(l->session));
+			return;
+		}
+		l->in_pump = 0;
+		link_established(l);
+		if (l->session == NULL)
+			return;
+		l->in_pump = 1;
+	}
+
+	if (pump_read(l) == -1) {
+		l->in_pump = 0;
+		return;
+	}
+	pump_chans(l);
+	if (l->session == NULL) {
+		l->in_pump = 0;
+		return;
+	}
+	pump_greq(l);
+	rc = ssh_blocking_flush(l->session, 0);
+	if (rc == SSH_ERROR) {
+		l->in_pump = 0;
+		pump_check_session(l);
+		return;
+	}
+	if (l->out_blocked && rc != SSH_AGAIN && !TAILQ_EMPTY(&l->parked))
+		link_kick(l);
+	l->out_blocked = rc == SSH_AGAIN;
+	if (pump_check_session(l) == -1) {
+		l->in_pump = 0;
+		return;
+	}
+	pump_update_event(l);
+	l->in_pump = 0;
+}
+
+/*
+ * Every keepalive_interval: an interval without a single packet in counts
+ * as missed; keepalive_count_max missed in a row and the link is dead. So a
+ * vanished peer is found within keepalive_interval * (count_max + 1).
+ */
+void
+pump_keepalive_tick(struct link *l)
+{
+	if (l->pktc.in_packets != l->ka_rx_mark) {
+		l->ka_rx_mark = l->pktc.in_packets;
+		l->ka_missed = 0;
+	} else if (++l->ka_missed >= l->hc->keepalive_count_max) {
+		link_fail(l, "no answer from %s for %d s (%d keepalives "
+		    "unanswered): link declared dead", l->peer,
+		    l->ka_missed * l->hc->keepalive_interval, l->ka_missed);
+		return;
+	}
+	if (!l->greq_busy) {
+		/* Always SSH_OK; the answer is collected by pump_greq(). */
+		ssh_send_keepalive(l->session);
+		l->greq_busy = 1;
+		l->greq_sent = monotime();
+	}
+	pump_run(l);
+}

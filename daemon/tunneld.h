@@ -1,0 +1,390 @@
+/*
+ * tunneld.h: the daemon's private structs and prototypes, grouped by the
+ * file that defines them.
+ *
+ * Objects and owners (see docs/architecture.md):
+ *
+ *   struct tunneld   one; owns the conf, the links, the control clients
+ *   struct link      one per host in use, on td->links; owns its fwds
+ *   struct fwd       one per tunnel, on link->fwds; owns its chans
+ *   struct chan      one per relayed connection, on fwd->chans
+ *
+ * Only the owner's *_free() frees an object; back pointers never own.
+ * Objects are never freed inside a callback they are running in: they are
+ * marked dead, unlinked and freed on the next loop turn (chan_reap_cb).
+ */
+#ifndef TUNNELD_H
+#define TUNNELD_H
+
+#include <sys/queue.h>
+#include <sys/types.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <libssh/libssh.h>
+#include <libssh/callbacks.h>
+
+#define TUNNELD_VERSION		"0.1.0"
+
+#define DEFAULT_CONF_PATH	"/etc/tunnels.conf"
+#define DEFAULT_SOCKET_PATH	"/run/tunneld/control.sock"
+#define DEFAULT_KNOWN_HOSTS	"/var/lib/tunneld/known_hosts"
+
+#define NAME_MAXLEN		64	/* tunnel and host names */
+#define HOST_MAXLEN		255	/* a host name or address */
+#define PATH_MAXLEN		107	/* sun_path less its NUL */
+#define ERR_MAXLEN		512	/* last_error strings */
+#define CONF_MAX_IDENTITIES	16
+
+struct event_base;
+struct evdns_base;
+struct event;
+struct bufferevent;
+struct evconnlistener;
+struct evdns_getaddrinfo_request;
+struct evutil_addrinfo;
+
+/* Tunnel kinds, as named in tunnels.conf. */
+enum tunnel_type {
+	TUNNEL_LOCAL,
+	TUNNEL_REMOTE,
+	TUNNEL_DYNAMIC,
+	TUNNEL_REMOTE_DYNAMIC,
+};
+
+enum host_key_policy {
+	HOSTKEY_STRICT,
+	HOSTKEY_ACCEPT_NEW,
+};
+
+/* Log levels, most severe first (match syslog priorities). */
+enum log_level {
+	LOGL_ERROR = 3,
+	LOGL_WARNING = 4,
+	LOGL_NOTICE = 5,
+	LOGL_INFO = 6,
+	LOGL_DEBUG = 7,
+};
+
+/*
+ * One end of a tunnel: a TCP address and port or a UNIX socket path.
+ * For a listen endpoint host "" means loopback (127.0.0.1) and "*" means
+ * every address; a target's host is resolved where the tunnel kind says.
+ */
+struct endpoint {
+	int	is_unix;
+	char	host[HOST_MAXLEN + 1];	/* no brackets around IPv6 */
+	int	port;
+	char	path[PATH_MAXLEN + 1];
+};
+
+/* A host from tunnels.conf, with the defaults already applied. */
+struct host_conf {
+	char			 name[NAME_MAXLEN + 1];
+	char			 address[HOST_MAXLEN + 1];
+	int			 port;
+	char			 user[HOST_MAXLEN + 1];
+	char			*identity[CONF_MAX_IDENTITIES];
+	int			 nidentity;
+	int			 agent;
+	char			*known_hosts;
+	enum host_key_policy	 host_key_policy;
+	int			 connect_timeout;
+	int			 keepalive_interval;
+	int			 keepalive_count_max;
+	double			 backoff_initial;
+	double			 backoff_max;
+	int			 backoff_reset_after;
+	char			 jump[NAME_MAXLEN + 1];	/* "" when direct */
+	int			 line;
+};
+
+/* A tunnel from tunnels.conf, with the defaults already applied. */
+struct tunnel_conf {
+	char			 name[NAME_MAXLEN + 1];
+	enum tunnel_type	 type;
+	char			 via[NAME_MAXLEN + 1];
+	struct endpoint		 listen;
+	struct endpoint		 target;	/* unused by the dynamic kinds */
+	int			 enabled;
+	int			 connect_wait;
+	int			 line;
+};
+
+/* A whole configuration file, parsed and validated. */
+struct conf {
+	char			*path;
+	char			*control_socket;
+	char			*control_group;	/* NULL: no group change */
+	enum log_level		 log_level;
+	struct host_conf	*hosts;
+	int			 nhosts;
+	struct tunnel_conf	*tunnels;
+	int			 ntunnels;
+};
+
+/* Link states, as tunctl shows them. */
+enum link_state {
+	LINK_IDLE,
+	LINK_CONNECTING,
+	LINK_UP,
+	LINK_BACKOFF,
+	LINK_FAILED,
+};
+
+/* Steps inside LINK_CONNECTING. */
+enum link_phase {
+	PHASE_NONE,
+	PHASE_RESOLVE,
+	PHASE_TCP,
+	PHASE_HANDSHAKE,
+	PHASE_AUTH,
+};
+
+/* One SSH session to one host, shared by every tunnel via that host. */
+struct link {
+	TAILQ_ENTRY(link)	 entry;		/* on td->links */
+	struct host_conf	*hc;		/* owned copy */
+
+	enum link_state		 state;
+	enum link_phase		 phase;
+	time_t			 since;		/* wall clock of the last change */
+	double			 since_mono;
+	int			 retries;	/* failures in a row */
+	double			 next_retry;	/* monotonic, 0 when none */
+	double			 up_at;		/* monotonic, when it came up */
+	long			 rtt_us;	/* last keepalive round trip, -1 */
+	char			 last_error[ERR_MAXLEN];
+	int			 dead;		/* freed on the next turn */
+
+	/* Connecting. */
+	struct evdns_getaddrinfo_request *dnsreq;
+	struct evutil_addrinfo	*ai;		/* owned result list */
+	struct evutil_addrinfo	*ai_next;	/* next address to try */
+	char			 peer[HOST_MAXLEN + 16];	/* addr:port in use */
+	int			 auth_step;	/* agent, then identity files */
+	ssh_key			 key;		/* identity being offered */
+	char			 auth_notes[ERR_MAXLEN];	/* keys tried */
+
+	/* The session. */
+	int			 fd;		/* owned; -1 when none */
+	ssh_session		 session;
+	ssh_event		 sev;
+	struct ssh_counter_struct sockc;	/* socket bytes in and out */
+	struct ssh_counter_struct pktc;		/* SSH packets in and out */
+	int			 want_write;	/* EV_WRITE armed */
+	int			 in_pump;
+
+	/* Timers and events, all owned. */
+	struct event		*ev_io;		/* the session fd */
+	struct event		*ev_timer;	/* connect deadline or backoff */
+	struct event		*ev_keepalive;
+	struct event		*ev_kick;	/* run the pump on the next turn */
+
+	/* Keepalive and the global-request slot. */
+	uint64_t		 ka_rx_mark;	/* pktc.in_packets at the last tick */
+	int			 ka_missed;
+	int			 greq_busy;	/* a global request in flight */
+	double			 greq_sent;	/* monotonic send time */
+
+	int			 out_blocked;	/* session output not flushed */
+	uint64_t		 pump_rx_mark;	/* pktc.in_packets at the last pump */
+
+	TAILQ_HEAD(, fwd)	 fwds;
+	TAILQ_HEAD(, chan)	 ready;		/* chans with work for the pump */
+	TAILQ_HEAD(, chan)	 parked;	/* chans waiting for a packet */
+};
+
+/* Tunnel states, as tunctl shows them. */
+enum fwd_state {
+	FWD_DOWN,
+	FWD_STARTING,
+	FWD_WAITING,
+	FWD_UP,
+	FWD_FAILED,
+};
+
+/* One tunnel: its listener (or remote binding) and its connections. */
+struct fwd {
+	TAILQ_ENTRY(fwd)	 entry;		/* on link->fwds */
+	struct link		*link;		/* back pointer */
+	struct tunnel_conf	*tc;		/* owned copy */
+
+	enum fwd_state		 state;
+	time_t			 since;
+	double			 since_mono;
+	char			 last_error[ERR_MAXLEN];
+
+	int			 enabled;	/* admin state: up or down */
+	struct evconnlistener	*listener;
+	int			 bound_port;	/* the actual port, 0 if none */
+	int			 bind_failures;
+	struct event		*ev_retry;	/* bind retry */
+	struct event		*ev_accept;	/* re-enable accept after EMFILE */
+
+	uint64_t		 conns_active;
+	uint64_t		 conns_total;
+	uint64_t		 conns_failed;
+	uint64_t		 bytes_in;	/* target -> client */
+	uint64_t		 bytes_out;	/* client -> target */
+
+	TAILQ_HEAD(, chan)	 chans;
+};
+
+/* Phases of one relayed connection. */
+enum chan_state {
+	CHAN_WAITING,		/* accepted, waiting for the link */
+	CHAN_OPENING,		/* direct-tcpip sent, no answer yet */
+	CHAN_OPEN,
+	CHAN_DEAD,
+};
+
+#define CHAN_NOWHERE	0
+#define CHAN_READY	1
+#define CHAN_PARKED	2
+
+/* One relayed stream: a local socket and an SSH channel. */
+struct chan {
+	TAILQ_ENTRY(chan)	 entry;		/* on fwd->chans or td->reap */
+	TAILQ_ENTRY(chan)	 ready_entry;	/* on link->ready or parked */
+	int			 where;		/* CHAN_NOWHERE, _READY, _PARKED */
+	struct fwd		*fwd;		/* back pointer */
+	enum chan_state		 state;
+
+	struct bufferevent	*bev;		/* owns the local fd */
+	ssh_channel		 ch;
+	struct ssh_channel_callbacks_struct cb;
+	struct event		*ev_wait;	/* connect_wait deadline */
+	struct link		*link;		/* back pointer, NULL once reaped */
+
+	int			 local_eof;	/* read EOF from the client */
+	int			 eof_sent;	/* sent SSH EOF */
+	int			 remote_eof;	/* got SSH EOF */
+	int			 remote_closed;	/* got SSH CLOSE */
+	int			 shut_wr;	/* shutdown(SHUT_WR) done */
+	int			 leftover;	/* bytes left inside libssh */
+	char			 peer[HOST_MAXLEN + 16];
+};
+
+TAILQ_HEAD(linklist, link);
+TAILQ_HEAD(chanlist, chan);
+
+/* The daemon. */
+struct tunneld {
+	struct event_base	*base;
+	struct evdns_base	*dns;
+	struct conf		*conf;
+	const char		*conf_path;
+	const char		*socket_path;	/* -s, or NULL */
+	int			 foreground;
+	int			 verbose;
+	int			 stopping;
+
+	struct linklist		 links;
+	struct chanlist		 reap;		/* dead chans to free */
+	struct event		*ev_reap;
+};
+
+extern struct tunneld *td;
+
+/* log.c */
+void	log_init(int, int);
+void	log_setlevel(int);
+int	log_getlevel(void);
+void	log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_notice(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	fatal(const char *, ...)
+	    __attribute__((format(printf, 1, 2), noreturn));
+void	fatalx(const char *, ...)
+	    __attribute__((format(printf, 1, 2), noreturn));
+
+/* util.c */
+#define EP_LISTEN	0x01	/* a listen endpoint: host may be empty or * */
+#define EP_PORT0	0x02	/* port 0 allowed (remote listen) */
+#define EP_NO_UNIX	0x04	/* UNIX paths not allowed */
+int	 endpoint_parse(const char *, int, struct endpoint *, char *, size_t);
+void	 endpoint_format(const struct endpoint *, int, char *, size_t);
+int	 endpoint_equal(const struct endpoint *, const struct endpoint *);
+double	 backoff_delay(int, double, double, double);
+double	 monotime(void);
+void	*xmalloc(size_t);
+void	*xcalloc(size_t, size_t);
+char	*xstrdup(const char *);
+int	 xasprintf(char **, const char *, ...)
+	    __attribute__((format(printf, 2, 3)));
+size_t	 strlcpy_(char *, const char *, size_t);
+int	 valid_name(const char *);
+int	 valid_host(const char *);
+void	 format_quoted(const char *, char *, size_t);
+void	 format_duration(double, char *, size_t);
+void	 format_bytes(uint64_t, char *, size_t);
+void	 format_rfc3339(time_t, char *, size_t);
+
+/* conf.c */
+int	 conf_load(const char *, struct conf **, char **);
+void	 conf_free(struct conf *);
+const struct host_conf *conf_host(const struct conf *, const char *);
+const char *tunnel_type_name(enum tunnel_type);
+
+/* link.c */
+struct link *link_new(const struct host_conf *);
+void	 link_free(struct link *);
+struct link *link_find(const char *);
+void	 link_update(struct link *);
+void	 link_retry_now(struct link *);
+void	 link_fail(struct link *, const char *, ...)
+	    __attribute__((format(printf, 2, 3)));
+void	 link_refused(struct link *, const char *, ...)
+	    __attribute__((format(printf, 2, 3)));
+void	 link_established(struct link *);
+const char *link_state_name(enum link_state);
+void	 link_kick(struct link *);
+
+/* handshake.c */
+int	 handshake_step(struct link *);
+
+/* pump.c */
+void	 pump_start(struct link *);
+void	 pump_stop(struct link *);
+void	 pump_run(struct link *);
+void	 pump_update_event(struct link *);
+void	 pump_keepalive_tick(struct link *);
+
+/* fwd_local.c */
+struct fwd *fwd_new(struct link *, const struct tunnel_conf *);
+void	 fwd_free(struct fwd *);
+struct fwd *fwd_find(const char *);
+int	 fwd_enable(struct fwd *);
+void	 fwd_disable(struct fwd *);
+void	 fwd_restart(struct fwd *);
+void	 fwd_link_up(struct fwd *);
+void	 fwd_link_down(struct fwd *);
+void	 fwd_set_state(struct fwd *, enum fwd_state, const char *, ...)
+	    __attribute__((format(printf, 3, 4)));
+void	 fwd_note_error(struct fwd *, const char *, ...)
+	    __attribute__((format(printf, 2, 3)));
+const char *fwd_state_name(enum fwd_state);
+
+/* chan.c */
+struct chan *chan_new(struct fwd *, int, const char *);
+void	 chan_free(struct chan *);
+void	 chan_kill(struct chan *, const char *);
+void	 chan_want(struct chan *);
+void	 chan_pump(struct chan *);
+void	 chan_link_lost(struct chan *);
+void	 chan_reap_all(void);
+void	 chan_reap_cb(int, short, void *);
+
+/* control.c */
+int	 control_init(const char *, const char *);
+void	 control_shutdown(void);
+void	 control_state_changed(void);
+
+/* main.c */
+void	 tunneld_status_changed(void);
+
+#endif /* TUNNELD_H */

@@ -1,0 +1,29 @@
+#!/bin/sh
+# Install the Debian packages tunneld needs to build and test, when missing.
+# Used by `make check`, `make demo` and .ci/run; safe to run again.
+set -e
+PKGS="build-essential pkg-config clang libssh-dev libevent-dev libconfig-dev
+libsystemd-dev libcmocka-dev openssh-server openssh-client socat
+netcat-openbsd curl python3-pytest iproute2 procps"
+
+missing=""
+for p in $PKGS; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+		missing="$missing $p"
+	fi
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "install-deps: missing packages:$missing (run as root to install)" >&2
+	exit 1
+fi
+echo "install-deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# openssh-server's postinst may try to start sshd; policy-rc.d keeps it down.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+	chmod 755 /usr/sbin/policy-rc.d
+	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+apt-get install -y -qq --no-install-recommends $missing
