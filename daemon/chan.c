@@ -81,7 +81,8 @@ chan_new(struct fwd *f, int fd, const char *peer)
 		return (c);
 	}
 	if (f->tc->connect_wait == 0) {
-		chan_kill(c, "link is down");
+		f->conns_failed++;
+		chan_kill(c, "link is down and connect_wait is 0");
 		return (NULL);
 	}
 	log_debug("tunnel %s: connection from %s waits up to %d s for link "

@@ -163,9 +163,9 @@ fwd_settle(struct fwd *f)
 		return;		/* failed, a bind retry is pending */
 	else if (f->link->state == LINK_UP)
 		fwd_set_state(f, FWD_UP, NULL);
-	else if (f->link->state == LINK_CONNECTING)
-		fwd_set_state(f, f->state == FWD_UP ? FWD_WAITING :
-		    FWD_STARTING, NULL);
+	else if (f->link->state == LINK_CONNECTING &&
+	    f->state != FWD_UP && f->state != FWD_WAITING)
+		fwd_set_state(f, FWD_STARTING, NULL);	/* first connect */
 	else
 		fwd_set_state(f, FWD_WAITING, NULL);
 }

@@ -132,7 +132,8 @@ tunneld_status_changed(void)
 {
 	struct link	*l;
 	struct fwd	*f;
-	int		 n = 0, up = 0, waiting = 0, failed = 0;
+	char		 status[128];
+	int		 n = 0, up = 0, waiting = 0, failed = 0, len;
 
 	if (td->stopping || getenv("NOTIFY_SOCKET") == NULL)
 		return;
@@ -149,15 +150,22 @@ tunneld_status_changed(void)
 				waiting++;
 		}
 	}
-	sd_notifyf(0, "STATUS=%d/%d tunnels up, %d waiting, %d failed", up, n,
-	    waiting, failed);
+	len = snprintf(status, sizeof(status), "STATUS=%d/%d tunnels up", up,
+	    n);
+	if (waiting > 0)
+		len += snprintf(status + len, sizeof(status) - len,
+		    ", %d waiting", waiting);
+	if (failed > 0)
+		snprintf(status + len, sizeof(status) - len, ", %d failed",
+		    failed);
+	sd_notify(0, status);
 }
 
 int
 main(int argc, char *argv[])
 {
 	struct event	*ev_term, *ev_int, *ev_hup;
-	char		*errors = NULL;
+	char		*errors = NULL, *abs_sock = NULL, cwd[4096];
 	const char	*sock;
 	int		 ch, test = 0, n;
 
@@ -226,6 +234,13 @@ main(int argc, char *argv[])
 
 	sock = td->socket_path != NULL ? td->socket_path :
 	    td->conf->control_socket;
+	if (sock[0] != '/') {
+		/* daemon() moves to /: keep finding the socket to remove it. */
+		if (getcwd(cwd, sizeof(cwd)) == NULL)
+			fatal("getcwd");
+		xasprintf(&abs_sock, "%s/%s", cwd, sock);
+		sock = abs_sock;
+	}
 	if (control_init(sock, td->conf->control_group) == -1)
 		return (1);
 
@@ -264,6 +279,7 @@ main(int argc, char *argv[])
 	event_base_free(td->base);
 	conf_free(td->conf);
 	free(td);
+	free(abs_sock);
 	log_info("stopped");
 	return (0);
 }

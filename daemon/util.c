@@ -137,18 +137,26 @@ valid_name(const char *s)
 void
 format_quoted(const char *s, char *buf, size_t len)
 {
-	size_t	 o = 0;
-	char	 esc[8];
-	int	 n;
+	const char	*p;
+	size_t		 o = 0, need = 2;
+	char		 esc[8];
+	int		 n, fits;
 
 	if (len < 8) {
 		if (len > 0)
 			buf[0] = '\0';
 		return;
 	}
+	for (p = s; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		need += (c == '"' || c == '\\') ? 2 :
+		    (c < 0x20 || c >= 0x7f) ? 4 : 1;
+	}
+	fits = need < len;
 	buf[o++] = '"';
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
+	for (p = s; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
 
 		if (c == '"' || c == '\\')
 			n = snprintf(esc, sizeof(esc), "\\%c", c);
@@ -156,8 +164,8 @@ format_quoted(const char *s, char *buf, size_t len)
 			n = snprintf(esc, sizeof(esc), "\\x%02x", c);
 		else
 			n = snprintf(esc, sizeof(esc), "%c", c);
-		/* Keep room for the closing quote, or for ..." and a NUL. */
-		if (o + (size_t)n + (s[1] != '\0' ? 5 : 2) > len) {
+		/* Keep room for ..." and the NUL. */
+		if (!fits && o + (size_t)n + 5 > len) {
 			memcpy(buf + o, "...", 3);
 			o += 3;
 			break;
