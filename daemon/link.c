@@ -342,7 +342,7 @@ static void
 link_start_ssh(struct link *l)
 {
 	const struct host_conf	*hc = l->hc;
-	int			 on = 1, off = 0, v;
+	int			 on = 1, v;
 	unsigned int		 ut;
 	long			 timeout = hc->connect_timeout;
 	bool			 no = false;
@@ -377,7 +377,6 @@ link_start_ssh(struct link *l)
 	    "/dev/null");
 	ssh_options_set(l->session, SSH_OPTIONS_TIMEOUT, &timeout);
 	ssh_options_set(l->session, SSH_OPTIONS_NODELAY, &on);
-	ssh_options_set(l->session, SSH_OPTIONS_STRICTHOSTKEYCHECK, &off);
 	if (log_getlevel() >= LOGL_DEBUG && getenv("TUNNELD_SSH_DEBUG"))
 		ssh_options_set(l->session, SSH_OPTIONS_LOG_VERBOSITY_STR,
 		    getenv("TUNNELD_SSH_DEBUG"));

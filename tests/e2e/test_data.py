@@ -1,0 +1,338 @@
+"""Bytes through local tunnels: exact, in order, half-closes carried,
+many at once, bounded buffering, every address family the listener and the
+target may use.
+"""
+
+import hashlib
+import os
+import queue
+import socket
+import threading
+import time
+
+import pytest
+
+from e2elib import (connect, echo_handler, echo_roundtrip, free_port, local,
+                    note, proc_rss_kb, Pump, recv_all, recv_exact, sanitized,
+                    sink_handler, source_handler, tcp_listen)
+
+
+def start_up(env, sshd, tunnels, **kw):
+    """Start tunneld and wait (through tunctl) until every tunnel is up."""
+    d = env.start(tunnels, sshd=sshd, **kw)
+    names = [t["name"] for t in tunnels]
+    code, out, err = d.tunctl("wait", *names, "--timeout", "15")
+    assert code == 0, (code, out, err)
+    return d
+
+
+@pytest.mark.limit(150)
+def test_64mib_both_directions(sshd, env, servers):
+    data = os.urandom(64 << 20)
+    digest = hashlib.sha256(data).hexdigest()
+    sink = servers(sink_handler)
+    src = servers(source_handler(data))
+    p_up, p_down = free_port(), free_port()
+    d = start_up(env, sshd, [local("upload", tcp_listen(p_up), sink.target),
+                             local("download", tcp_listen(p_down),
+                                   src.target)])
+
+    # client -> target: the sink answers with what it received.
+    t0 = time.monotonic()
+    with connect(("127.0.0.1", p_up)) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        reply = recv_all(s).decode()
+    dt_up = time.monotonic() - t0
+    assert reply.split() == [str(len(data)), digest], reply
+
+    # target -> client.
+    t0 = time.monotonic()
+    with connect(("127.0.0.1", p_down)) as s:
+        got = recv_all(s)
+    dt_down = time.monotonic() - t0
+    assert len(got) == len(data)
+    assert hashlib.sha256(got).hexdigest() == digest
+    note("64 MiB client->target %.0f MB/s, target->client %.0f MB/s" %
+          (len(data) / dt_up / 1e6, len(data) / dt_down / 1e6))
+
+    # The byte counters saw it (exact numbers in JSON).
+    def counted():
+        st = d.status()
+        return (st["upload"]["bytes_out"] >= len(data) and
+                st["download"]["bytes_in"] >= len(data))
+    d.wait_for(counted, 5, what="byte counters")
+    st = d.status()
+    assert st["upload"]["bytes_in"] == len(reply)
+    assert st["upload"]["connections"]["total"] == 1
+    assert sink.errors == [] and src.errors == []
+
+
+def test_half_close_client_first(sshd, env, servers):
+    """Client sends, shuts down its write side; the target sees EOF and
+    only then answers; the client gets the answer and then EOF."""
+    sink = servers(sink_handler)
+    port = free_port()
+    start_up(env, sshd, [local("hc", tcp_listen(port), sink.target)])
+    payload = os.urandom(300000)
+    with connect(("127.0.0.1", port), timeout=20) as s:
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        reply = recv_all(s).decode()
+    assert reply.split() == [str(len(payload)),
+                             hashlib.sha256(payload).hexdigest()]
+    assert sink.errors == []
+
+
+def test_half_close_target_first(sshd, env, servers):
+    """The target sends, shuts down its write side, and keeps reading: the
+    client sees EOF and can still send, and the target gets it all."""
+    greeting = os.urandom(200000)
+    late = os.urandom(500000)
+    got = queue.Queue()
+
+    def handler(conn):
+        conn.sendall(greeting)
+        conn.shutdown(socket.SHUT_WR)
+        got.put(recv_all(conn))
+
+    srv = servers(handler)
+    port = free_port()
+    start_up(env, sshd, [local("hc2", tcp_listen(port), srv.target)])
+    with connect(("127.0.0.1", port), timeout=20) as s:
+        assert recv_all(s) == greeting          # ends with EOF
+        time.sleep(0.3)                         # the EOF did not close us
+        s.sendall(late)
+        s.shutdown(socket.SHUT_WR)
+        received = got.get(timeout=20)
+        assert len(received) == len(late)
+        assert received == late
+        assert recv_all(s) == b""
+    assert srv.errors == []
+
+
+@pytest.mark.limit(150)
+def test_200_concurrent_connections(sshd, env, servers):
+    echo = servers(echo_handler, backlog=1024)
+    port = free_port()
+    d = start_up(env, sshd, [local("many", tcp_listen(port), echo.target)])
+    n = 200
+    payloads = [os.urandom(64 << 10) for _ in range(n)]
+    pump = Pump()
+    socks = []
+    for p in payloads:          # all 200 open at the same time
+        s = connect(("127.0.0.1", port), timeout=20)
+        socks.append(s)
+        pump.add(s, p)
+    t0 = time.monotonic()
+    conns = pump.run(timeout=90)
+    dt = time.monotonic() - t0
+    bad = [i for i, c in enumerate(conns)
+           if c["err"] or not c["eof"] or bytes(c["in"]) != payloads[i]]
+    note("200 x 64 KiB echoed in %.2fs" % dt)
+    assert not bad, "%d of %d connections broken, e.g. #%d: err=%r, got " \
+        "%d bytes" % (len(bad), n, bad[0], conns[bad[0]]["err"],
+                      len(conns[bad[0]]["in"]))
+
+    def settled():
+        c = d.tunnel("many")["connections"]
+        return c["active"] == 0 and c["total"] >= n
+    d.wait_for(settled, 10, what="active 0, total >= 200")
+    t = d.tunnel("many")
+    assert t["connections"]["failed"] == 0
+    assert t["bytes_out"] == n * (64 << 10)
+    assert t["bytes_in"] == n * (64 << 10)
+    assert echo.errors == []
+
+
+@pytest.mark.limit(120)
+def test_slow_reader_bounded_memory(sshd, env, servers):
+    """A client that does not read slows the target down instead of growing
+    the daemon; the bytes still arrive in order when it reads again.  The
+    same for a target that does not read."""
+    block = os.urandom(1 << 20)
+    stop = threading.Event()
+    sent = [0]
+
+    def firehose(conn):
+        while not stop.is_set():
+            try:
+                conn.sendall(block)
+            except OSError:
+                return
+            sent[0] += len(block)
+
+    def deaf(conn):
+        stop.wait(30)
+
+    fh = servers(firehose)
+    deaf_srv = servers(deaf)
+    p1, p2 = free_port(), free_port()
+    d = start_up(env, sshd, [local("fh", tcp_listen(p1), fh.target),
+                             local("deaf", tcp_listen(p2), deaf_srv.target)])
+    base = proc_rss_kb(d.pid)
+    try:
+        # target -> client, client asleep for 3 s
+        with connect(("127.0.0.1", p1), timeout=20) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+            first = recv_exact(s, 1000)
+            time.sleep(3)
+            grown = proc_rss_kb(d.pid) - base
+            in_flight = sent[0]
+            note("target->client: target sent %d MiB, daemon RSS +%d kB" %
+                  (in_flight >> 20, grown))
+            # Unbounded buffering would take ~150 MB/s for 3 s.
+            assert in_flight < 128 << 20, "%d MiB taken from the target " \
+                "for a client that reads nothing" % (in_flight >> 20)
+            assert grown < 64 * 1024 or sanitized(), \
+                "daemon grew by %d kB" % grown
+            rest = recv_exact(s, (32 << 20) - 1000)
+            stream = first + rest
+            for off in range(0, len(stream), len(block)):
+                chunk = stream[off:off + len(block)]
+                assert chunk == block[:len(chunk)], "bytes out of order " \
+                    "near offset %d" % off
+
+        # client -> target, target never reads
+        with connect(("127.0.0.1", p2), timeout=20) as s:
+            s.setblocking(False)
+            pushed = 0
+            t_end = time.monotonic() + 3
+            while time.monotonic() < t_end:
+                try:
+                    pushed += s.send(block)
+                except BlockingIOError:
+                    time.sleep(0.01)
+            grown = proc_rss_kb(d.pid) - base
+            note("client->target: pushed %d MiB, daemon RSS +%d kB" %
+                  (pushed >> 20, grown))
+            assert grown < 64 * 1024 or sanitized(), \
+                "daemon grew by %d kB" % grown
+            assert pushed < 128 << 20, "%d MiB accepted for a deaf target" % \
+                (pushed >> 20)
+    finally:
+        stop.set()
+    code, _, _ = d.tunctl("status")
+    assert code == 0
+
+
+def test_unix_sockets(sshd, env, servers, tdir):
+    """UNIX listen -> TCP target, TCP listen -> UNIX target (resolved on the
+    sshd side, the same machine), and UNIX -> UNIX."""
+    tcp_echo = servers(echo_handler)
+    unix_echo = servers(echo_handler, os.path.join(tdir, "echo.sock"))
+    l1 = os.path.join(tdir, "l1.sock")
+    l3 = os.path.join(tdir, "l3.sock")
+    p2 = free_port()
+    d = start_up(env, sshd, [
+        local("u2t", l1, tcp_echo.target),
+        local("t2u", tcp_listen(p2), unix_echo.target),
+        local("u2u", l3, unix_echo.target),
+    ])
+    for addr in (l1, ("127.0.0.1", p2), l3):
+        payload = os.urandom(1 << 20)
+        assert echo_roundtrip(addr, payload) == payload, addr
+    st = d.status()
+    assert st["u2t"]["listen"] == l1
+    assert st["t2u"]["target"] == unix_echo.path
+    for name in ("u2t", "t2u", "u2u"):
+        assert st[name]["state"] == "up"
+        assert st[name]["connections"]["total"] == 1
+    assert tcp_echo.errors == [] and unix_echo.errors == []
+
+
+def test_ipv6(sshd, env, servers):
+    """[::1] listener and [::1] target."""
+    echo6 = servers(echo_handler, ("::1", 0))
+    p1 = free_port(socket.AF_INET6, "::1")
+    p2 = free_port()
+    start_up(env, sshd, [
+        local("six", tcp_listen(p1, "::1"), echo6.target),
+        local("four2six", tcp_listen(p2), echo6.target),
+    ])
+    for addr in (("::1", p1), ("127.0.0.1", p2)):
+        payload = os.urandom(100000)
+        assert echo_roundtrip(addr, payload) == payload, addr
+
+
+def test_tunnels_share_one_link(own_sshd, env, servers):
+    """Three tunnels via one host use one SSH connection."""
+    echo = servers(echo_handler)
+    ports = [free_port() for _ in range(3)]
+    names = ["a", "b", "c"]
+    d = start_up(env, own_sshd, [local(n, tcp_listen(p), echo.target)
+                                 for n, p in zip(names, ports)])
+    for p in ports:
+        assert echo_roundtrip(("127.0.0.1", p)) == \
+            b"hello through the tunnel\n"
+    links = d.links()
+    assert list(links) == ["srv"]
+    tl = links["srv"]["tunnels"]
+    tl = tl if isinstance(tl, list) else str(tl).replace(",", " ").split()
+    assert sorted(tl) == names
+    assert links["srv"]["state"] == "up"
+    assert len(own_sshd.sessions()) == 1, own_sshd.sessions()
+
+
+def test_target_refused(sshd, env, servers):
+    """A target that refuses: that client is closed at once and counted as
+    failed; the tunnel stays up and serves the next one."""
+    echo = servers(echo_handler)
+    dead = free_port()                  # nothing listens there
+    p1, p2 = free_port(), free_port()
+    d = start_up(env, sshd, [local("dead", tcp_listen(p1),
+                                   tcp_listen(dead)),
+                             local("ok", tcp_listen(p2), echo.target)])
+    for _ in range(3):
+        t0 = time.monotonic()
+        with connect(("127.0.0.1", p1), timeout=10) as s:
+            try:
+                s.sendall(b"anyone?")
+                got = recv_all(s)
+            except (ConnectionResetError, BrokenPipeError):
+                got = b""
+        assert got == b""
+        assert time.monotonic() - t0 < 3
+    d.wait_for(lambda: d.tunnel("dead")["connections"]["active"] == 0, 5,
+               what="no active connections")
+    t = d.tunnel("dead")
+    assert t["connections"]["failed"] == 3, t
+    assert t["state"] == "up", t
+    assert d.link("srv")["state"] == "up"
+    assert echo_roundtrip(("127.0.0.1", p2), b"fine") == b"fine"
+
+
+def test_abrupt_closes(sshd, env, servers):
+    """Clients that reset mid-transfer and a target that resets mid-transfer
+    harm only their own connection."""
+    echo = servers(echo_handler)
+    block = os.urandom(1 << 20)
+
+    def rude(conn):                     # reads a little, then RST
+        conn.recv(1000)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                        b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    rude_srv = servers(rude)
+    p1, p2 = free_port(), free_port()
+    d = start_up(env, sshd, [local("echo", tcp_listen(p1), echo.target),
+                             local("rude", tcp_listen(p2), rude_srv.target)])
+    linger0 = b"\x01\x00\x00\x00\x00\x00\x00\x00"
+    for _ in range(20):
+        s = connect(("127.0.0.1", p1), timeout=10)
+        s.sendall(block)
+        s.recv(1000)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger0)
+        s.close()                       # RST with data in flight
+    for _ in range(5):
+        with connect(("127.0.0.1", p2), timeout=10) as s:
+            try:
+                s.sendall(block * 4)
+                recv_all(s)
+            except (ConnectionResetError, BrokenPipeError):
+                pass
+    d.wait_for(lambda: all(t["connections"]["active"] == 0
+                           for t in d.status().values()), 10,
+               what="no active connections")
+    assert d.link("srv")["state"] == "up"
+    payload = os.urandom(1 << 20)
+    assert echo_roundtrip(("127.0.0.1", p1), payload) == payload
