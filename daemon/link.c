@@ -227,7 +227,6 @@ link_connect(struct link *l)
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_protocol = IPPROTO_TCP;
-	hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
 	snprintf(port, sizeof(port), "%d", l->hc->port);
 	l->phase = PHASE_RESOLVE;
 	link_tcp_error[0] = '\0';

@@ -330,6 +330,61 @@ void	 conf_free(struct conf *);
 const struct host_conf *conf_host(const struct conf *, const char *);
 const char *tunnel_type_name(enum tunnel_type);
 
+/* conf_value.c */
+struct config_t;
+struct config_setting_t;
+struct conf_msg;
+struct conf_big;
+
+/* One conf_load() call: its errors, and the integers libconfig cut short. */
+struct conf_ctx {
+	const char	*path;
+	char		 where[NAME_MAXLEN + 96];	/* host "db", ... */
+	struct conf_msg	*msgs;
+	int		 nmsgs;
+	int		 msgcap;
+	struct conf_big	*bigs;
+	int		 nbigs;
+	int		 bigcap;
+};
+
+void	 conf_err(struct conf_ctx *, const struct config_setting_t *,
+	    const char *, const char *, ...)
+	    __attribute__((format(printf, 4, 5)));
+int	 conf_finish(struct conf_ctx *, char **);
+int	 conf_parse_file(struct conf_ctx *, struct config_t *);
+void	 conf_report_bigs(struct conf_ctx *);
+void	 conf_version(struct conf_ctx *, const struct config_setting_t *);
+int	 conf_int(struct conf_ctx *, const struct config_setting_t *,
+	    const char *, long, long, int *);
+int	 conf_float(struct conf_ctx *, const struct config_setting_t *,
+	    const char *, double, double, double *);
+int	 conf_bool(struct conf_ctx *, const struct config_setting_t *,
+	    const char *, int *);
+const char *conf_string(struct conf_ctx *, const struct config_setting_t *,
+	    const char *, const char *);
+int	 conf_path(struct conf_ctx *, const struct config_setting_t *,
+	    const char *, char **);
+int	 conf_socket_path(struct conf_ctx *, const struct config_setting_t *,
+	    const char *, char **);
+int	 conf_group_name(struct conf_ctx *, const struct config_setting_t *,
+	    const char *, char **);
+int	 conf_log_level(struct conf_ctx *, const struct config_setting_t *,
+	    const char *, enum log_level *);
+int	 conf_address(struct conf_ctx *, const struct config_setting_t *,
+	    const char *, char *, size_t);
+int	 conf_user_name(struct conf_ctx *, const struct config_setting_t *,
+	    const char *, char *, size_t);
+int	 conf_host_key_policy(struct conf_ctx *,
+	    const struct config_setting_t *, const char *,
+	    enum host_key_policy *);
+int	 conf_identity(struct conf_ctx *, const struct config_setting_t *,
+	    struct host_conf *);
+int	 conf_index(const char *const *, int, const char *);
+void	 conf_hc_init(struct host_conf *);
+void	 conf_hc_copy(struct host_conf *, const struct host_conf *);
+void	 conf_hc_clear(struct host_conf *);
+
 /* link.c */
 struct link *link_new(const struct host_conf *);
 void	 link_free(struct link *);
@@ -383,6 +438,30 @@ void	 chan_reap_cb(int, short, void *);
 int	 control_init(const char *, const char *);
 void	 control_shutdown(void);
 void	 control_state_changed(void);
+
+/* control_show.c */
+struct evbuffer;
+struct ctl_request;
+
+#define CONTROL_MSG_MAX		2048	/* a final line's message */
+
+/* A message for a final line, cut with "..." when it grows too long. */
+struct control_msg {
+	char	buf[CONTROL_MSG_MAX];
+	size_t	off;
+	int	full;
+};
+
+void	 control_show_status(struct evbuffer *, struct fwd **, int, int,
+	    double);
+void	 control_show_links(struct evbuffer *, int, double);
+void	 control_show_msg_add(struct control_msg *, const char *, ...)
+	    __attribute__((format(printf, 2, 3)));
+int	 control_show_select(const struct ctl_request *, struct fwd ***,
+	    int *);
+void	 control_show_notup_msg(struct control_msg *, struct fwd **, int);
+void	 control_show_wait_msg(struct control_msg *,
+	    const struct ctl_request *, int);
 
 /* main.c */
 void	 tunneld_status_changed(void);

@@ -1,6 +1,8 @@
 /*
  * test_control.c: the control protocol's pure functions (ctl-proto.c):
- * requests accepted and rejected, the builder, escaping, final lines.
+ * requests accepted and rejected, the builder, escaping, final lines; and
+ * what the status and links verbs print (control_show.c), on links and
+ * tunnels built by hand.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,8 +14,71 @@
 
 #include <cmocka.h>
 
+#include <event2/buffer.h>
+
 #include "ctl-proto.h"
 #include "tunneld.h"
+
+/*
+ * test_control links control_show.c with ctl-proto.c, log.c and util.c.
+ * The renderer needs the daemon's state (td) and a few lookups from files
+ * the test does not link; the stubs below stand in for them.
+ */
+
+struct tunneld	*td;
+
+/* The state names, as fwd_local.c, link.c and conf.c give them. */
+const char *
+fwd_state_name(enum fwd_state s)
+{
+	static const char *const names[] = { "down", "starting", "waiting",
+	    "up", "failed" };
+
+	return (names[s]);
+}
+
+const char *
+link_state_name(enum link_state s)
+{
+	static const char *const names[] = { "idle", "connecting", "up",
+	    "backoff", "failed" };
+
+	return (names[s]);
+}
+
+const char *
+tunnel_type_name(enum tunnel_type t)
+{
+	static const char *const names[] = { "local", "remote", "dynamic",
+	    "remote-dynamic" };
+
+	return (names[t]);
+}
+
+/* No configuration in these tests: hosts are found by their links. */
+const struct host_conf *
+conf_host(const struct conf *conf, const char *name)
+{
+	(void)conf;
+	(void)name;
+	return (NULL);
+}
+
+/* The tunnel of that name on td's links, or NULL. */
+struct fwd *
+fwd_find(const char *name)
+{
+	struct link	*l;
+	struct fwd	*f;
+
+	TAILQ_FOREACH(l, &td->links, entry) {
+		TAILQ_FOREACH(f, &l->fwds, entry) {
+			if (strcmp(f->tc->name, name) == 0)
+				return (f);
+		}
+	}
+	return (NULL);
+}
 
 /* A request that must parse, and what it must parse into. */
 struct accept_case {
@@ -461,6 +526,316 @@ test_quote(void **state)
 	assert_string_equal(buf, "");
 }
 
+/* Two links and three tunnels, as the show tests see them. */
+struct show_world {
+	struct tunneld		td;
+	struct host_conf	hc[2];
+	struct tunnel_conf	tc[3];
+	struct link		link[2];
+	struct fwd		fwd[3];
+};
+
+/* Build the world: db is up with pg and pgx on it, relay is in backoff. */
+static void
+show_world_init(struct show_world *w)
+{
+	char	err[128];
+	int	i;
+
+	memset(w, 0, sizeof(*w));
+	TAILQ_INIT(&w->td.links);
+	td = &w->td;
+	strlcpy_(w->hc[0].name, "db", sizeof(w->hc[0].name));
+	strlcpy_(w->hc[0].address, "10.0.0.5", sizeof(w->hc[0].address));
+	strlcpy_(w->hc[0].user, "ops", sizeof(w->hc[0].user));
+	w->hc[0].port = 22;
+	strlcpy_(w->hc[1].name, "relay", sizeof(w->hc[1].name));
+	strlcpy_(w->hc[1].address, "2001:db8::1", sizeof(w->hc[1].address));
+	strlcpy_(w->hc[1].user, "tunnel", sizeof(w->hc[1].user));
+	w->hc[1].port = 2222;
+	for (i = 0; i < 2; i++) {
+		w->link[i].hc = &w->hc[i];
+		w->link[i].rtt_us = -1;
+		TAILQ_INIT(&w->link[i].fwds);
+		TAILQ_INSERT_TAIL(&w->td.links, &w->link[i], entry);
+	}
+	w->link[0].state = LINK_UP;
+	w->link[0].rtt_us = 1234;
+	w->link[1].state = LINK_BACKOFF;
+	w->link[1].retries = 3;
+	strlcpy_(w->link[1].last_error, "connect to [2001:db8::1]:2222: "
+	    "Connection refused", sizeof(w->link[1].last_error));
+
+	strlcpy_(w->tc[0].name, "pg", sizeof(w->tc[0].name));
+	strlcpy_(w->tc[0].via, "db", sizeof(w->tc[0].via));
+	assert_int_equal(endpoint_parse("127.0.0.1:9000", EP_LISTEN,
+	    &w->tc[0].listen, err, sizeof(err)), 0);
+	assert_int_equal(endpoint_parse("127.0.0.1:5432", 0,
+	    &w->tc[0].target, err, sizeof(err)), 0);
+	strlcpy_(w->tc[1].name, "pgx", sizeof(w->tc[1].name));
+	strlcpy_(w->tc[1].via, "db", sizeof(w->tc[1].via));
+	w->tc[1].type = TUNNEL_DYNAMIC;
+	assert_int_equal(endpoint_parse("1080", EP_LISTEN, &w->tc[1].listen,
+	    err, sizeof(err)), 0);
+	strlcpy_(w->tc[2].name, "web", sizeof(w->tc[2].name));
+	strlcpy_(w->tc[2].via, "relay", sizeof(w->tc[2].via));
+	assert_int_equal(endpoint_parse("127.0.0.1:8080", EP_LISTEN,
+	    &w->tc[2].listen, err, sizeof(err)), 0);
+	assert_int_equal(endpoint_parse("127.0.0.1:80", 0, &w->tc[2].target,
+	    err, sizeof(err)), 0);
+	for (i = 0; i < 3; i++) {
+		w->fwd[i].tc = &w->tc[i];
+		w->fwd[i].link = &w->link[i < 2 ? 0 : 1];
+		w->fwd[i].enabled = 1;
+		w->fwd[i].state = i < 2 ? FWD_UP : FWD_WAITING;
+		TAILQ_INSERT_TAIL(&w->fwd[i].link->fwds, &w->fwd[i], entry);
+	}
+	w->fwd[0].conns_active = 2;
+	w->fwd[0].conns_total = 17;
+	w->fwd[0].bytes_in = 123456789;
+	w->fwd[0].bytes_out = 4321;
+}
+
+/* Everything in b as one string (to free), b emptied. */
+static char *
+show_drain(struct evbuffer *b)
+{
+	size_t	 len = evbuffer_get_length(b);
+	char	*s = malloc(len + 1);
+
+	assert_non_null(s);
+	evbuffer_remove(b, s, len);
+	s[len] = '\0';
+	return (s);
+}
+
+/* Render all tunnels of w, as a table or as JSON. */
+static char *
+show_status(struct show_world *w, int json)
+{
+	struct evbuffer	*b = evbuffer_new();
+	struct fwd	*list[3] = { &w->fwd[0], &w->fwd[1], &w->fwd[2] };
+	char		*s;
+
+	assert_non_null(b);
+	control_show_status(b, list, 3, json, 100.0);
+	s = show_drain(b);
+	evbuffer_free(b);
+	return (s);
+}
+
+/* Render all links, as a table or as JSON. */
+static char *
+show_links(int json)
+{
+	struct evbuffer	*b = evbuffer_new();
+	char		*s;
+
+	assert_non_null(b);
+	control_show_links(b, json, 100.0);
+	s = show_drain(b);
+	evbuffer_free(b);
+	return (s);
+}
+
+/*
+ * The status table: aligned columns, no trailing spaces, and the link's
+ * error for a tunnel with none of its own while the link is not up.
+ */
+static void
+test_show_status_table(void **state)
+{
+	struct show_world	 w;
+	char			*s;
+
+	(void)state;
+	show_world_init(&w);
+	s = show_status(&w, 0);
+	assert_string_equal(s,
+	    "NAME  TYPE     VIA    LISTEN          TARGET          STATE    "
+	    "SINCE  CONNS  IN      OUT   ERROR\n"
+	    "pg    local    db     127.0.0.1:9000  127.0.0.1:5432  up       "
+	    "-      2/17   117.7M  4.2K\n"
+	    "pgx   dynamic  db     127.0.0.1:1080  -               up       "
+	    "-      0/0    0B      0B\n"
+	    "web   local    relay  127.0.0.1:8080  127.0.0.1:80    waiting  "
+	    "-      0/0    0B      0B    link relay: connect to "
+	    "[2001:db8::1]:2222: Connection refused\n");
+	free(s);
+
+	/* The tunnel's own error wins; an up link's error is not shown. */
+	strlcpy_(w.fwd[2].last_error, "listen 127.0.0.1:8080: Address "
+	    "already in use", sizeof(w.fwd[2].last_error));
+	strlcpy_(w.link[0].last_error, "stale", sizeof(w.link[0].last_error));
+	w.fwd[2].since_mono = 58.5;
+	s = show_status(&w, 0);
+	assert_non_null(strstr(s, "41s    0/0    0B      0B    listen "
+	    "127.0.0.1:8080: Address already in use\n"));
+	assert_null(strstr(s, "link "));
+	assert_null(strstr(s, "stale"));
+	assert_null(strstr(s, " \n"));
+	free(s);
+
+	/* Control characters in a cell become spaces. */
+	w.fwd[2].last_error[0] = '\0';
+	strlcpy_(w.link[1].last_error, "two\nlines\t", sizeof(w.link[1].
+	    last_error));
+	s = show_status(&w, 0);
+	assert_non_null(strstr(s, "link relay: two lines\n"));
+	free(s);
+}
+
+/* status --json: last_error is the tunnel's own, link_error its link's. */
+static void
+test_show_status_json(void **state)
+{
+	struct show_world	 w;
+	struct evbuffer		*b;
+	char			*s;
+
+	(void)state;
+	show_world_init(&w);
+	w.fwd[0].since = 1795788387;	/* 2026-11-27T14:06:27Z */
+	w.fwd[0].since_mono = 1.5;
+	s = show_status(&w, 1);
+	assert_string_equal(s, "{\"tunnels\":[\n"
+	    "{\"name\":\"pg\",\"type\":\"local\",\"via\":\"db\","
+	    "\"listen\":\"127.0.0.1:9000\",\"target\":\"127.0.0.1:5432\","
+	    "\"state\":\"up\",\"since\":\"2026-11-27T14:06:27Z\","
+	    "\"since_seconds\":98,\"connections\":{\"active\":2,"
+	    "\"total\":17,\"failed\":0},\"bytes_in\":123456789,"
+	    "\"bytes_out\":4321,\"last_error\":null,\"link_error\":null,"
+	    "\"enabled\":true},\n"
+	    "{\"name\":\"pgx\",\"type\":\"dynamic\",\"via\":\"db\","
+	    "\"listen\":\"127.0.0.1:1080\",\"target\":null,"
+	    "\"state\":\"up\",\"since\":null,\"since_seconds\":null,"
+	    "\"connections\":{\"active\":0,\"total\":0,\"failed\":0},"
+	    "\"bytes_in\":0,\"bytes_out\":0,\"last_error\":null,"
+	    "\"link_error\":null,\"enabled\":true},\n"
+	    "{\"name\":\"web\",\"type\":\"local\",\"via\":\"relay\","
+	    "\"listen\":\"127.0.0.1:8080\",\"target\":\"127.0.0.1:80\","
+	    "\"state\":\"waiting\",\"since\":null,\"since_seconds\":null,"
+	    "\"connections\":{\"active\":0,\"total\":0,\"failed\":0},"
+	    "\"bytes_in\":0,\"bytes_out\":0,\"last_error\":null,"
+	    "\"link_error\":\"connect to [2001:db8::1]:2222: Connection "
+	    "refused\",\"enabled\":true}\n"
+	    "]}\n");
+	free(s);
+
+	/* Both errors at once; quotes and bad UTF-8 in a string. */
+	strlcpy_(w.fwd[2].last_error, "bad \"x\\\x01\xff\xc3\xa9",
+	    sizeof(w.fwd[2].last_error));
+	s = show_status(&w, 1);
+	assert_non_null(strstr(s, "\"last_error\":\"bad \\\"x\\\\"
+	    "\\u0001\\ufffd\xc3\xa9\",\"link_error\":\"connect to "));
+	free(s);
+
+	/* No tunnels. */
+	if ((b = evbuffer_new()) == NULL)
+		fail();
+	control_show_status(b, NULL, 0, 1, 0);
+	s = show_drain(b);
+	evbuffer_free(b);
+	assert_string_equal(s, "{\"tunnels\":[\n]}\n");
+	free(s);
+}
+
+/* The links table: NEXT RETRY as one heading, ERROR at the end. */
+static void
+test_show_links(void **state)
+{
+	struct show_world	 w;
+	char			*s;
+
+	(void)state;
+	show_world_init(&w);
+	w.link[1].next_retry = 111.2;
+	w.link[0].since_mono = 40;
+	s = show_links(0);
+	assert_string_equal(s,
+	    "HOST   ADDRESS                    STATE    SINCE  RETRIES  "
+	    "NEXT RETRY  RTT    TUNNELS  ERROR\n"
+	    "db     ops@10.0.0.5:22            up       1m00s  0        "
+	    "-           1.2ms  2/2\n"
+	    "relay  tunnel@[2001:db8::1]:2222  backoff  -      3        "
+	    "12s         -      1/1      connect to [2001:db8::1]:2222: "
+	    "Connection refused\n");
+	free(s);
+
+	s = show_links(1);
+	assert_non_null(strstr(s, "{\"links\":[\n{\"host\":\"db\","
+	    "\"address\":\"10.0.0.5\",\"port\":22,\"user\":\"ops\","
+	    "\"jump\":[],\"state\":\"up\",\"since\":null,"
+	    "\"since_seconds\":60,\"retries\":0,"
+	    "\"next_retry_seconds\":null,\"rtt_ms\":1.234,"
+	    "\"last_error\":null,\"tunnels\":[\"pg\",\"pgx\"]},\n"));
+	assert_non_null(strstr(s, "\"next_retry_seconds\":12,"
+	    "\"rtt_ms\":null,\"last_error\":\"connect to "
+	    "[2001:db8::1]:2222: Connection refused\",\"tunnels\":"
+	    "[\"web\"]}\n]}\n"));
+	free(s);
+}
+
+/* Selecting tunnels, and the messages of final lines. */
+static void
+test_show_select_msg(void **state)
+{
+	struct show_world	  w;
+	struct ctl_request	 *req;
+	struct control_msg	  m;
+	struct fwd		**list;
+	char			  err[512], big[300];
+	int			  n, bad = -1, i;
+
+	(void)state;
+	show_world_init(&w);
+	req = malloc(sizeof(*req));
+	assert_non_null(req);
+
+	assert_int_equal(ctlp_parse("tunneld/1 status", req, err,
+	    sizeof(err)), 0);
+	n = control_show_select(req, &list, &bad);
+	assert_int_equal(n, 3);
+	assert_ptr_equal(list[0], &w.fwd[0]);
+	assert_ptr_equal(list[2], &w.fwd[2]);
+	free(list);
+
+	assert_int_equal(ctlp_parse("tunneld/1 status web pg", req, err,
+	    sizeof(err)), 0);
+	n = control_show_select(req, &list, &bad);
+	assert_int_equal(n, 2);
+	assert_ptr_equal(list[0], &w.fwd[2]);
+	memset(&m, 0, sizeof(m));
+	control_show_notup_msg(&m, list, n);
+	assert_string_equal(m.buf, "tunnel \"web\" is waiting");
+	free(list);
+
+	assert_int_equal(ctlp_parse("tunneld/1 status pg nope x", req, err,
+	    sizeof(err)), 0);
+	assert_int_equal(control_show_select(req, &list, &bad), -1);
+	assert_int_equal(bad, 1);
+
+	/* A wait's reason: the link's error while the tunnel waits. */
+	assert_int_equal(ctlp_parse("tunneld/1 wait pg web gone", req, err,
+	    sizeof(err)), 0);
+	memset(&m, 0, sizeof(m));
+	control_show_wait_msg(&m, req, 5);
+	assert_string_equal(m.buf, "timed out after 5 s waiting for: "
+	    "web (waiting: link relay: connect to [2001:db8::1]:2222: "
+	    "Connection refused), gone (removed)");
+	free(req);
+
+	/* A message that grows too long is cut with "...". */
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	memset(&m, 0, sizeof(m));
+	for (i = 0; i < 20; i++)
+		control_show_msg_add(&m, "%s", big);
+	assert_true(m.full);
+	assert_true(strlen(m.buf) < sizeof(m.buf));
+	assert_string_equal(m.buf + strlen(m.buf) - 3, "...");
+}
+
 /* Run every test. */
 int
 main(void)
@@ -475,6 +850,10 @@ main(void)
 		cmocka_unit_test(test_parse_end),
 		cmocka_unit_test(test_verbs),
 		cmocka_unit_test(test_quote),
+		cmocka_unit_test(test_show_status_table),
+		cmocka_unit_test(test_show_status_json),
+		cmocka_unit_test(test_show_links),
+		cmocka_unit_test(test_show_select_msg),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));

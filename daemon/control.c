@@ -1,0 +1,944 @@
+/*
+ * control.c: the control socket. Accepts tunctl (or socat) clients, reads
+ * one request line at a time, checks it against the verb table and answers
+ * with body lines and a final "%end CODE[ MESSAGE]" line. The wire format is
+ * in docs/control-protocol.md, the request parser in ctl-proto.c; what
+ * status and links print (tables, JSON, the tunnels a request names, the
+ * "not up" messages) is rendered by control_show.c.
+ *
+ * Every client costs bounded memory: a request line is at most CTL_LINE_MAX
+ * bytes (the read watermark stops reading beyond it), requests are handled
+ * one at a time, no new request is read while more than CONTROL_OUT_PAUSE
+ * bytes of replies are unread, and a client whose unread output passes
+ * CONTROL_OUT_MAX is dropped.
+ */
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <systemd/sd-daemon.h>
+
+#include "ctl-proto.h"
+#include "tunneld.h"
+
+#define CONTROL_CLIENTS_MAX	1024
+#define CONTROL_IDLE		60		/* seconds without a request */
+#define CONTROL_OUT_PAUSE	(64 * 1024)	/* stop reading requests */
+#define CONTROL_OUT_MAX		(1024 * 1024)	/* unread output: drop */
+#define CONTROL_BACKLOG		64
+
+/* One connected client. */
+struct control_client {
+	TAILQ_ENTRY(control_client) entry;	/* on clients or reap */
+	struct bufferevent	*bev;		/* owns the fd */
+	struct event		*ev_idle;	/* no request for a while */
+	struct event		*ev_wait;	/* the pending wait's deadline */
+	struct event		*ev_kick;	/* read requests next turn */
+	struct ctl_request	*pending;	/* a wait not answered yet */
+	int			 wait_secs;
+	uid_t			 uid;
+	pid_t			 pid;
+	int			 eof;		/* the client sent EOF */
+	int			 closing;	/* close once output is out */
+	int			 dead;		/* on reap, freed next turn */
+};
+TAILQ_HEAD(control_clients, control_client);
+
+/* A handler answers a request; it returns 1 when it keeps it pending. */
+struct control_handler {
+	int	  verb;
+	int	(*fn)(struct control_client *, struct ctl_request *);
+};
+
+static void	control_bind_parent(const char *);
+static int	control_bind(const char *, const char *);
+static int	control_probe(const char *);
+static void	control_accept_cb(int, short, void *);
+static void	control_pause_cb(int, short, void *);
+static void	control_reap_cb(int, short, void *);
+static void	control_client_new(int);
+static void	control_client_kill(struct control_client *, const char *);
+static void	control_client_close(struct control_client *);
+static void	control_client_free(struct control_client *);
+static void	control_read_cb(struct bufferevent *, void *);
+static void	control_write_cb(struct bufferevent *, void *);
+static void	control_event_cb(struct bufferevent *, short, void *);
+static void	control_idle_cb(int, short, void *);
+static void	control_kick_cb(int, short, void *);
+static void	control_wait_cb(int, short, void *);
+static void	control_process(struct control_client *);
+static void	control_request(struct control_client *, const char *, size_t);
+static void	control_line(struct control_client *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+static void	control_end(struct control_client *, int, const char *, ...)
+		    __attribute__((format(printf, 3, 4)));
+static void	control_body(struct control_client *, struct evbuffer *);
+static int	control_select(struct control_client *, struct ctl_request *,
+		    struct fwd ***);
+static int	control_status(struct control_client *, struct ctl_request *);
+static int	control_links(struct control_client *, struct ctl_request *);
+static int	control_updown(struct control_client *, struct ctl_request *);
+static int	control_wait(struct control_client *, struct ctl_request *);
+static int	control_wait_done(struct ctl_request *);
+static void	control_wait_finish(struct control_client *, int);
+static int	control_reload(struct control_client *, struct ctl_request *);
+static int	control_version(struct control_client *,
+		    struct ctl_request *);
+
+/* The verb -> handler table; ctlp_parse() checked the request before. */
+static const struct control_handler control_handlers[] = {
+	{ CTL_STATUS,	control_status },
+	{ CTL_LINKS,	control_links },
+	{ CTL_UP,	control_updown },
+	{ CTL_DOWN,	control_updown },
+	{ CTL_RESTART,	control_updown },
+	{ CTL_WAIT,	control_wait },
+	{ CTL_RELOAD,	control_reload },
+	{ CTL_VERSION,	control_version },
+};
+
+static struct {
+	int			 fd;
+	char			*path;		/* NULL when socket-activated */
+	dev_t			 dev;		/* of the file we bound */
+	ino_t			 ino;
+	struct event		*ev_accept;
+	struct event		*ev_pause;	/* accept again after EMFILE */
+	struct event		*ev_reap;
+	struct control_clients	 clients;
+	struct control_clients	 reap;
+	int			 nclients;
+	double			 last_full_log;
+} control = {
+	.fd = -1,
+	.clients = TAILQ_HEAD_INITIALIZER(control.clients),
+	.reap = TAILQ_HEAD_INITIALIZER(control.reap),
+};
+
+/*
+ * Open the control socket: the one systemd passed if there is one, else
+ * bind path (mode 0660, owned by group when given). Returns 0 or -1.
+ */
+int
+control_init(const char *path, const char *group)
+{
+	int n;
+
+	if ((n = sd_listen_fds(0)) < 0) {
+		log_warnx("control: sd_listen_fds: %s", strerror(-n));
+		return (-1);
+	}
+	if (n > 1) {
+		log_warnx("control: systemd passed %d sockets, expected one",
+		    n);
+		return (-1);
+	}
+	if (n == 1) {
+		control.fd = SD_LISTEN_FDS_START;
+		if (sd_is_socket_unix(control.fd, SOCK_STREAM, 1, NULL, 0) <=
+		    0) {
+			log_warnx("control: the socket systemd passed is not "
+			    "a listening UNIX stream socket");
+			control.fd = -1;
+			return (-1);
+		}
+		if (fcntl(control.fd, F_SETFL, fcntl(control.fd, F_GETFL) |
+		    O_NONBLOCK) == -1 ||
+		    fcntl(control.fd, F_SETFD, FD_CLOEXEC) == -1) {
+			log_warn("control: fcntl");
+			control.fd = -1;
+			return (-1);
+		}
+		log_info("control: using the socket passed by systemd");
+	} else if ((control.fd = control_bind(path, group)) == -1)
+		return (-1);
+
+	control.ev_accept = event_new(td->base, control.fd,
+	    EV_READ | EV_PERSIST, control_accept_cb, NULL);
+	control.ev_pause = evtimer_new(td->base, control_pause_cb, NULL);
+	control.ev_reap = event_new(td->base, -1, 0, control_reap_cb, NULL);
+	if (control.ev_accept == NULL || control.ev_pause == NULL ||
+	    control.ev_reap == NULL)
+		fatalx("control: event_new");
+	event_add(control.ev_accept, NULL);
+	return (0);
+}
+
+/* Create the directories above path that are missing (mode 0755). */
+static void
+control_bind_parent(const char *path)
+{
+	char	*dir, *p;
+
+	dir = xstrdup(path);
+	if ((p = strrchr(dir, '/')) != NULL && p != dir) {
+		*p = '\0';
+		for (p = dir + 1; *p != '\0'; p++) {
+			if (*p != '/')
+				continue;
+			*p = '\0';
+			if (mkdir(dir, 0755) == -1 && errno != EEXIST)
+				log_warn("control: mkdir %s", dir);
+			*p = '/';
+		}
+		if (mkdir(dir, 0755) == -1 && errno != EEXIST)
+			log_warn("control: mkdir %s", dir);
+	}
+	free(dir);
+}
+
+/* Whether a daemon answers on path (1), or nothing does (0). */
+static int
+control_probe(const char *path)
+{
+	struct sockaddr_un	sun;
+	int			fd, live;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	strlcpy_(sun.sun_path, path, sizeof(sun.sun_path));
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0)) == -1)
+		return (0);
+	live = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0 ||
+	    errno == EAGAIN || errno == EINPROGRESS;
+	close(fd);
+	return (live);
+}
+
+/* Bind and listen on path; returns the fd or -1. */
+static int
+control_bind(const char *path, const char *group)
+{
+	struct sockaddr_un	 sun;
+	struct stat		 st;
+	struct group		*gr;
+	gid_t			 gid = (gid_t)-1;
+	mode_t			 old;
+	int			 fd;
+
+	if (path == NULL || *path == '\0') {
+		log_warnx("control: no socket path");
+		return (-1);
+	}
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		log_warnx("control socket %s: path too long (limit %zu bytes)",
+		    path, sizeof(sun.sun_path) - 1);
+		return (-1);
+	}
+	if (group != NULL && *group != '\0') {
+		if ((gr = getgrnam(group)) == NULL) {
+			log_warnx("control socket %s: unknown group \"%s\"",
+			    path, group);
+			return (-1);
+		}
+		gid = gr->gr_gid;
+	}
+
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			log_warnx("control socket %s: exists and is not a "
+			    "socket", path);
+			return (-1);
+		}
+		if (control_probe(path)) {
+			log_warnx("control socket %s is already in use", path);
+			return (-1);
+		}
+		if (unlink(path) == -1 && errno != ENOENT) {
+			log_warn("control socket %s: unlink", path);
+			return (-1);
+		}
+	} else if (errno != ENOENT) {
+		log_warn("control socket %s", path);
+		return (-1);
+	} else
+		control_bind_parent(path);
+
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0)) == -1) {
+		log_warn("control: socket");
+		return (-1);
+	}
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	strlcpy_(sun.sun_path, path, sizeof(sun.sun_path));
+	old = umask(0117);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		log_warn("control socket %s: bind", path);
+		umask(old);
+		close(fd);
+		return (-1);
+	}
+	umask(old);
+	if (chmod(path, 0660) == -1) {
+		log_warn("control socket %s: chmod", path);
+		goto fail;
+	}
+	if (gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) == -1) {
+		log_warn("control socket %s: chown to group %s", path, group);
+		goto fail;
+	}
+	if (listen(fd, CONTROL_BACKLOG) == -1) {
+		log_warn("control socket %s: listen", path);
+		goto fail;
+	}
+	if (stat(path, &st) == 0) {
+		control.dev = st.st_dev;
+		control.ino = st.st_ino;
+	}
+	control.path = xstrdup(path);
+	log_debug("control: listening on %s", path);
+	return (fd);
+
+fail:
+	unlink(path);
+	close(fd);
+	return (-1);
+}
+
+/* Close every client and the socket; remove the file if we made it. */
+void
+control_shutdown(void)
+{
+	struct control_client	*c;
+	struct evbuffer		*out;
+	struct stat		 st;
+	size_t			 len;
+
+	while ((c = TAILQ_FIRST(&control.clients)) != NULL) {
+		/*
+		 * Best effort, the loop is not going to run again (and the
+		 * bufferevent's output cannot be drained by us): what is
+		 * queued, and an answer to a pending wait.
+		 */
+		out = bufferevent_get_output(c->bev);
+		if (c->pending != NULL)
+			evbuffer_add_printf(out, "%s %d tunneld is stopping\n",
+			    CTL_END, CTL_EXIT_UNREACHABLE);
+		if ((len = evbuffer_get_length(out)) > 0) {
+			if (send(bufferevent_getfd(c->bev),
+			    evbuffer_pullup(out, -1), len,
+			    MSG_NOSIGNAL | MSG_DONTWAIT) == -1)
+				log_debug("control: send: %s", strerror(errno));
+		}
+		control_client_kill(c, NULL);
+	}
+	control_reap_cb(-1, 0, NULL);
+
+	if (control.ev_accept != NULL)
+		event_free(control.ev_accept);
+	if (control.ev_pause != NULL)
+		event_free(control.ev_pause);
+	if (control.ev_reap != NULL)
+		event_free(control.ev_reap);
+	control.ev_accept = control.ev_pause = control.ev_reap = NULL;
+	if (control.fd != -1)
+		close(control.fd);
+	control.fd = -1;
+	if (control.path != NULL) {
+		/* Only our own file: another daemon may have taken the path. */
+		if (stat(control.path, &st) == 0 && st.st_dev == control.dev &&
+		    st.st_ino == control.ino)
+			unlink(control.path);
+		free(control.path);
+		control.path = NULL;
+	}
+}
+
+/* Accept new clients, pausing for a second when out of descriptors. */
+static void
+control_accept_cb(int fd, short what, void *arg)
+{
+	static const char	full[] = CTL_END " 1 too many control clients\n";
+	struct timeval		tv = { 1, 0 };
+	int			s, i;
+
+	(void)what;
+	(void)arg;
+	for (i = 0; i < 32; i++) {
+		s = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (s == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EMFILE || errno == ENFILE) {
+				log_warn("control: accept (paused for 1 s)");
+				event_del(control.ev_accept);
+				evtimer_add(control.ev_pause, &tv);
+			} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			    errno != ECONNABORTED)
+				log_warn("control: accept");
+			return;
+		}
+		if (control.nclients >= CONTROL_CLIENTS_MAX) {
+			if (send(s, full, sizeof(full) - 1,
+			    MSG_NOSIGNAL | MSG_DONTWAIT) == -1)
+				log_debug("control: send: %s", strerror(errno));
+			close(s);
+			if (monotime() - control.last_full_log >= 10) {
+				log_warnx("control: too many clients (limit "
+				    "%d), refusing more", CONTROL_CLIENTS_MAX);
+				control.last_full_log = monotime();
+			}
+			continue;
+		}
+		control_client_new(s);
+	}
+}
+
+/* Accept again after a pause. */
+static void
+control_pause_cb(int fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (control.ev_accept != NULL)
+		event_add(control.ev_accept, NULL);
+}
+
+/* Set up a new client on an accepted socket. */
+static void
+control_client_new(int s)
+{
+	struct control_client	*c;
+	struct ucred		 uc;
+	socklen_t		 len = sizeof(uc);
+	struct timeval		 tv = { CONTROL_IDLE, 0 };
+
+	c = xcalloc(1, sizeof(*c));
+	c->uid = (uid_t)-1;
+	c->pid = -1;
+	if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &uc, &len) == 0) {
+		c->uid = uc.uid;
+		c->pid = uc.pid;
+	}
+	if ((c->bev = bufferevent_socket_new(td->base, s,
+	    BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+		log_warnx("control: bufferevent_socket_new failed");
+		close(s);
+		free(c);
+		return;
+	}
+	c->ev_idle = evtimer_new(td->base, control_idle_cb, c);
+	c->ev_wait = evtimer_new(td->base, control_wait_cb, c);
+	c->ev_kick = event_new(td->base, -1, 0, control_kick_cb, c);
+	if (c->ev_idle == NULL || c->ev_wait == NULL || c->ev_kick == NULL)
+		fatalx("control: event_new");
+	bufferevent_setcb(c->bev, control_read_cb, control_write_cb,
+	    control_event_cb, c);
+	/* Never hold more than one request line of input. */
+	bufferevent_setwatermark(c->bev, EV_READ, 0, CTL_LINE_MAX);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	evtimer_add(c->ev_idle, &tv);
+
+	TAILQ_INSERT_TAIL(&control.clients, c, entry);
+	control.nclients++;
+	log_debug("control: uid %ld pid %ld: connected", (long)c->uid,
+	    (long)c->pid);
+}
+
+/* Drop a client now: unlink it and free it on the next loop turn. */
+static void
+control_client_kill(struct control_client *c, const char *why)
+{
+	if (c->dead)
+		return;
+	if (why != NULL)
+		log_debug("control: uid %ld pid %ld: %s", (long)c->uid,
+		    (long)c->pid, why);
+	c->dead = 1;
+	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	event_del(c->ev_idle);
+	event_del(c->ev_wait);
+	event_del(c->ev_kick);
+	TAILQ_REMOVE(&control.clients, c, entry);
+	control.nclients--;
+	TAILQ_INSERT_TAIL(&control.reap, c, entry);
+	if (control.ev_reap != NULL)
+		event_active(control.ev_reap, EV_TIMEOUT, 0);
+}
+
+/* Close a client once the replies queued for it are written. */
+static void
+control_client_close(struct control_client *c)
+{
+	c->closing = 1;
+	bufferevent_disable(c->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		control_client_kill(c, "closed");
+}
+
+/* Free a dead client and everything it owns. */
+static void
+control_client_free(struct control_client *c)
+{
+	if (c == NULL)
+		return;
+	bufferevent_free(c->bev);
+	event_free(c->ev_idle);
+	event_free(c->ev_wait);
+	event_free(c->ev_kick);
+	free(c->pending);
+	free(c);
+}
+
+/* Free the clients killed since the last turn. */
+static void
+control_reap_cb(int fd, short what, void *arg)
+{
+	struct control_client *c;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	while ((c = TAILQ_FIRST(&control.reap)) != NULL) {
+		TAILQ_REMOVE(&control.reap, c, entry);
+		control_client_free(c);
+	}
+}
+
+/* Input arrived. */
+static void
+control_read_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	control_process(arg);
+}
+
+/* Output drained: finish closing, or read requests again. */
+static void
+control_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct control_client *c = arg;
+
+	if (c->closing) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			control_client_kill(c, "closed");
+		return;
+	}
+	control_process(c);
+}
+
+/* EOF or an error on a client's socket. */
+static void
+control_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct control_client *c = arg;
+
+	(void)bev;
+	if (what & BEV_EVENT_ERROR) {
+		control_client_kill(c, strerror(EVUTIL_SOCKET_ERROR()));
+		return;
+	}
+	if (what & BEV_EVENT_EOF) {
+		c->eof = 1;
+		control_process(c);
+	}
+}
+
+/* No complete request for CONTROL_IDLE seconds. */
+static void
+control_idle_cb(int fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	control_client_kill(arg, "idle, closed");
+}
+
+/* Read the requests that waited behind an answered wait. */
+static void
+control_kick_cb(int fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	control_process(arg);
+}
+
+/*
+ * Handle the complete request lines in a client's input, one at a time,
+ * until one stays pending, the output backs up, or the input runs dry.
+ */
+static void
+control_process(struct control_client *c)
+{
+	struct evbuffer		*in, *out;
+	struct evbuffer_ptr	 eol;
+	size_t			 len;
+	char			*line;
+
+	in = bufferevent_get_input(c->bev);
+	out = bufferevent_get_output(c->bev);
+	while (!c->dead && !c->closing && c->pending == NULL) {
+		if (evbuffer_get_length(out) > CONTROL_OUT_PAUSE)
+			return;		/* control_write_cb comes back */
+		eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
+		len = evbuffer_get_length(in);
+		if ((eol.pos == -1 && len >= CTL_LINE_MAX) ||
+		    eol.pos >= CTL_LINE_MAX) {
+			control_end(c, CTL_EXIT_USAGE, "request line too long "
+			    "(limit %d bytes)", CTL_LINE_MAX);
+			control_client_close(c);
+			return;
+		}
+		if (eol.pos == -1 && !c->eof)
+			return;
+		if (eol.pos == -1 && len == 0) {
+			control_client_close(c);
+			return;
+		}
+		if (eol.pos == -1) {
+			/* The last line, sent without a newline. */
+			line = xmalloc(len + 1);
+			evbuffer_remove(in, line, len);
+			line[len] = '\0';
+		} else if ((line = evbuffer_readln(in, &len,
+		    EVBUFFER_EOL_LF)) == NULL)
+			fatalx("control: evbuffer_readln");
+		control_request(c, line, len);
+		free(line);
+	}
+}
+
+/* Parse one request line, check it and run its handler. */
+static void
+control_request(struct control_client *c, const char *line, size_t len)
+{
+	const struct control_handler	*h = NULL;
+	struct ctl_request		*req;
+	struct timeval			 tv = { CONTROL_IDLE, 0 };
+	char				 err[512], what[CTL_LINE_MAX + 1];
+	size_t				 i;
+
+	evtimer_add(c->ev_idle, &tv);
+	if (memchr(line, '\0', len) != NULL) {
+		control_end(c, CTL_EXIT_USAGE, "request contains a NUL byte");
+		return;
+	}
+	req = xmalloc(sizeof(*req));
+	if (ctlp_parse(line, req, err, sizeof(err)) == -1) {
+		log_debug("control: uid %ld pid %ld: bad request: %s",
+		    (long)c->uid, (long)c->pid, err);
+		control_end(c, CTL_EXIT_USAGE, "%s", err);
+		free(req);
+		return;
+	}
+	for (i = 0; i < sizeof(control_handlers) /
+	    sizeof(control_handlers[0]); i++) {
+		if (control_handlers[i].verb == req->verb)
+			h = &control_handlers[i];
+	}
+	if (h == NULL) {
+		control_end(c, CTL_EXIT_USAGE, "verb \"%s\" is not "
+		    "implemented", ctl_verbs[req->verb].name);
+		free(req);
+		return;
+	}
+
+	/* The request as the log shows it: without the protocol word. */
+	if (ctlp_format(req, what, sizeof(what)) == -1)
+		snprintf(what, sizeof(what), "%s %s (%d names)",
+		    CTL_PROTO_WORD, ctl_verbs[req->verb].name, req->argc);
+	what[strcspn(what, "\n")] = '\0';
+	if (ctl_verbs[req->verb].flags & CTL_F_MUTATING)
+		log_info("control: uid %ld pid %ld: %s", (long)c->uid,
+		    (long)c->pid, what + strlen(CTL_PROTO_WORD) + 1);
+	else
+		log_debug("control: uid %ld pid %ld: %s", (long)c->uid,
+		    (long)c->pid, what + strlen(CTL_PROTO_WORD) + 1);
+
+	if (h->fn(c, req) == 0)
+		free(req);
+}
+
+/* Queue one body line; control characters become spaces. */
+static void
+control_line(struct control_client *c, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*s, *p;
+
+	if (c->dead)
+		return;
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) == -1)
+		fatal("vasprintf");
+	va_end(ap);
+	for (p = s; *p != '\0'; p++) {
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+	}
+	evbuffer_add_printf(bufferevent_get_output(c->bev), "%s%s\n",
+	    ctlp_escape_prefix(s), s);
+	free(s);
+}
+
+/*
+ * Queue the final line of a reply (fmt NULL: no message). A client that
+ * leaves more than CONTROL_OUT_MAX bytes unread is dropped here.
+ */
+static void
+control_end(struct control_client *c, int code, const char *fmt, ...)
+{
+	struct evbuffer	*out;
+	va_list		 ap;
+	char		 msg[CONTROL_MSG_MAX], *p;
+
+	if (c->dead)
+		return;
+	out = bufferevent_get_output(c->bev);
+	if (fmt == NULL)
+		evbuffer_add_printf(out, "%s %d\n", CTL_END, code);
+	else {
+		va_start(ap, fmt);
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		va_end(ap);
+		for (p = msg; *p != '\0'; p++) {
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				*p = ' ';
+		}
+		evbuffer_add_printf(out, "%s %d %s\n", CTL_END, code, msg);
+	}
+	if (evbuffer_get_length(out) > CONTROL_OUT_MAX) {
+		log_warnx("control: uid %ld pid %ld: more than %d bytes "
+		    "unread, dropped", (long)c->uid, (long)c->pid,
+		    CONTROL_OUT_MAX);
+		control_client_kill(c, NULL);
+	}
+}
+
+/* Send the LF-terminated lines in b as body lines; empties b. */
+static void
+control_body(struct control_client *c, struct evbuffer *b)
+{
+	char	*line;
+	size_t	 len;
+
+	while ((line = evbuffer_readln(b, &len, EVBUFFER_EOL_LF)) != NULL) {
+		control_line(c, "%s", line);
+		free(line);
+	}
+}
+
+/* control_show_select(), answering "unknown tunnel" for an unknown name. */
+static int
+control_select(struct control_client *c, struct ctl_request *req,
+    struct fwd ***list)
+{
+	int	n, bad;
+
+	if ((n = control_show_select(req, list, &bad)) == -1)
+		control_end(c, CTL_EXIT_REFUSED, "unknown tunnel \"%s\"",
+		    req->argv[bad]);
+	return (n);
+}
+
+/* status [NAME...]: one row per tunnel; 4 when a named one is not up. */
+static int
+control_status(struct control_client *c, struct ctl_request *req)
+{
+	struct control_msg	 m;
+	struct evbuffer		*b;
+	struct fwd		**list;
+	int			 n;
+
+	if ((n = control_select(c, req, &list)) == -1)
+		return (0);
+	if ((b = evbuffer_new()) == NULL)
+		fatalx("control: evbuffer_new");
+	control_show_status(b, list, n, req->json, monotime());
+	control_body(c, b);
+	evbuffer_free(b);
+
+	memset(&m, 0, sizeof(m));
+	control_show_notup_msg(&m, list, req->argc);
+	free(list);
+	if (m.off > 0)
+		control_end(c, CTL_EXIT_NOTUP, "%s", m.buf);
+	else
+		control_end(c, CTL_EXIT_OK, NULL);
+	return (0);
+}
+
+/* links: one row per SSH link. */
+static int
+control_links(struct control_client *c, struct ctl_request *req)
+{
+	struct evbuffer	*b;
+
+	if ((b = evbuffer_new()) == NULL)
+		fatalx("control: evbuffer_new");
+	control_show_links(b, req->json, monotime());
+	control_body(c, b);
+	evbuffer_free(b);
+	control_end(c, CTL_EXIT_OK, NULL);
+	return (0);
+}
+
+/* up, down, restart: check every name first, then act on each. */
+static int
+control_updown(struct control_client *c, struct ctl_request *req)
+{
+	struct control_msg	  m;
+	struct fwd		**list;
+	int			  n, i, failed = 0;
+
+	if ((n = control_select(c, req, &list)) == -1)
+		return (0);
+	memset(&m, 0, sizeof(m));
+	for (i = 0; i < n; i++) {
+		switch (req->verb) {
+		case CTL_UP:
+			if (fwd_enable(list[i]) == -1) {
+				if (failed++ == 0)
+					control_show_msg_add(&m, "tunnel "
+					    "\"%s\": %s", list[i]->tc->name,
+					    list[i]->last_error);
+			}
+			break;
+		case CTL_DOWN:
+			fwd_disable(list[i]);
+			break;
+		case CTL_RESTART:
+			fwd_restart(list[i]);
+			break;
+		}
+		control_line(c, "%s: %s", list[i]->tc->name,
+		    fwd_state_name(list[i]->state));
+	}
+	free(list);
+	if (failed > 1)
+		control_show_msg_add(&m, " (and %d more failed)", failed - 1);
+	if (failed > 0)
+		control_end(c, CTL_EXIT_REFUSED, "%s", m.buf);
+	else
+		control_end(c, CTL_EXIT_OK, NULL);
+	return (0);
+}
+
+/* Whether every tunnel a wait names is up. */
+static int
+control_wait_done(struct ctl_request *req)
+{
+	struct fwd	*f;
+	int		 i;
+
+	for (i = 0; i < req->argc; i++) {
+		if ((f = fwd_find(req->argv[i])) == NULL || f->state != FWD_UP)
+			return (0);
+	}
+	return (1);
+}
+
+/* wait NAME... [--timeout=S]: answer when all are up, or at the deadline. */
+static int
+control_wait(struct control_client *c, struct ctl_request *req)
+{
+	struct timeval	tv;
+	int		i;
+
+	for (i = 0; i < req->argc; i++) {
+		if (fwd_find(req->argv[i]) == NULL) {
+			control_end(c, CTL_EXIT_REFUSED, "unknown tunnel "
+			    "\"%s\"", req->argv[i]);
+			return (0);
+		}
+	}
+	c->wait_secs = req->timeout >= 0 ? req->timeout : CTL_WAIT_DEFAULT;
+	if (control_wait_done(req)) {
+		control_end(c, CTL_EXIT_OK, NULL);
+		return (0);
+	}
+	c->pending = req;
+	if (c->wait_secs == 0) {
+		control_wait_finish(c, CTL_EXIT_NOTUP);
+		return (1);
+	}
+	event_del(c->ev_idle);
+	tv.tv_sec = c->wait_secs;
+	tv.tv_usec = 0;
+	evtimer_add(c->ev_wait, &tv);
+	return (1);
+}
+
+/* The wait's deadline passed. */
+static void
+control_wait_cb(int fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	control_wait_finish(arg, CTL_EXIT_NOTUP);
+}
+
+/*
+ * Answer a client's pending wait (CTL_EXIT_OK, or CTL_EXIT_NOTUP with the
+ * tunnels still not up and why) and read its next request on the next turn.
+ */
+static void
+control_wait_finish(struct control_client *c, int code)
+{
+	struct ctl_request	*req = c->pending;
+	struct control_msg	 m;
+	struct timeval		 tv = { CONTROL_IDLE, 0 };
+
+	c->pending = NULL;
+	event_del(c->ev_wait);
+	if (code == CTL_EXIT_OK)
+		control_end(c, CTL_EXIT_OK, NULL);
+	else {
+		memset(&m, 0, sizeof(m));
+		control_show_wait_msg(&m, req, c->wait_secs);
+		control_end(c, CTL_EXIT_NOTUP, "%s", m.buf);
+	}
+	free(req);
+	if (c->dead)
+		return;
+	evtimer_add(c->ev_idle, &tv);
+	event_active(c->ev_kick, EV_TIMEOUT, 0);
+}
+
+/* A link or tunnel changed state: answer the waits that are now done. */
+void
+control_state_changed(void)
+{
+	struct control_client *c, *next;
+
+	for (c = TAILQ_FIRST(&control.clients); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, entry);
+		if (c->pending != NULL && control_wait_done(c->pending))
+			control_wait_finish(c, CTL_EXIT_OK);
+	}
+}
+
+/* reload: not in this version. */
+static int
+control_reload(struct control_client *c, struct ctl_request *req)
+{
+	(void)req;
+	control_end(c, CTL_EXIT_REFUSED, "reload is not supported by this "
+	    "version yet");
+	return (0);
+}
+
+/* version: the daemon's version. */
+static int
+control_version(struct control_client *c, struct ctl_request *req)
+{
+	(void)req;
+	control_line(c, "tunneld %s", TUNNELD_VERSION);
+	control_end(c, CTL_EXIT_OK, NULL);
+	return (0);
+}
