@@ -3,6 +3,7 @@
 #   make check      install what is missing, build, run every test
 #   make asan       build both programs with ASan and UBSan into build-asan/
 #   make demo       a throw-away sshd and tunneld moving data through each tunnel
+#   make bench      tunneld against OpenSSH on a private sshd (QUICK=1: < 2 min)
 #   make install    DESTDIR, PREFIX
 #   make clean
 
@@ -31,10 +32,11 @@ DAEMON_SRCS = daemon/main.c daemon/conf.c daemon/conf_value.c daemon/link.c daem
 	      daemon/chan.c daemon/fwd_local.c daemon/control.c daemon/control_show.c daemon/ctl-proto.c \
 	      daemon/log.c daemon/util.c
 CTL_SRCS    = ctl/tunctl.c daemon/ctl-proto.c daemon/conf.c daemon/conf_value.c daemon/log.c daemon/util.c
-UNIT_TESTS  = test_conf test_util test_control
+UNIT_TESTS  = test_conf test_util test_control test_socks
 UNIT_SRCS_test_conf    = tests/unit/test_conf.c daemon/conf.c daemon/conf_value.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_util    = tests/unit/test_util.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_control = tests/unit/test_control.c daemon/control_show.c daemon/ctl-proto.c daemon/log.c daemon/util.c
+UNIT_SRCS_test_socks   = tests/unit/test_socks.c daemon/socks.c
 
 B	?= build
 BA	 = build-asan
@@ -81,6 +83,38 @@ unit: $(addprefix $(BA)/,$(UNIT_TESTS))
 		    TESTDATA=tests/unit/data ./$(BA)/$$t; \
 	done
 
+# make fuzz: the libFuzzer harnesses of tests/fuzz/ (clang), FUZZ_SECONDS in
+# all (shared among them), seeded from tests/fuzz/corpus_*; what they learn
+# and any crash goes to $(B)/fuzz/. Not part of make check.
+FUZZ_CC		?= clang
+FUZZ_SECONDS	?= 60
+FUZZ_TARGETS	 = fuzz_socks
+FUZZ_DEPS_fuzz_socks = tests/fuzz/fuzz_socks.c daemon/socks.c daemon/socks.h
+FUZZ_FLAGS	 = -O1 -g -fno-omit-frame-pointer \
+		   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+
+define fuzz_rule
+$(B)/fuzz/$(1): $(FUZZ_DEPS_$(1))
+	@mkdir -p $$(dir $$@)
+	$$(FUZZ_CC) -std=gnu11 -D_GNU_SOURCE -Idaemon $$(WARN) $$(FUZZ_FLAGS) \
+	    -o $$@ $$(filter %.c,$$^)
+endef
+$(foreach t,$(FUZZ_TARGETS),$(eval $(call fuzz_rule,$(t))))
+
+fuzz: $(addprefix $(B)/fuzz/,$(FUZZ_TARGETS))
+	@set -e; s=$$(( $(FUZZ_SECONDS) / $(words $(FUZZ_TARGETS)) )); \
+	[ $$s -ge 1 ] || s=1; \
+	for t in $(FUZZ_TARGETS); do \
+		c=corpus_$${t#fuzz_}; mkdir -p $(B)/fuzz/$$c; \
+		echo "== $$t: $$s s"; \
+		UBSAN_OPTIONS=print_stacktrace=1 ./$(B)/fuzz/$$t \
+		    -max_total_time=$$s -max_len=2048 -print_final_stats=1 \
+		    -artifact_prefix=$(B)/fuzz/$$t- \
+		    $(B)/fuzz/$$c tests/fuzz/$$c; \
+	done
+
+.PHONY: fuzz
+
 e2e: all
 	TUNNELD_BIN=$(CURDIR)/$(B)/tunneld TUNCTL_BIN=$(CURDIR)/$(B)/tunctl \
 	    $(PYTHON) -m pytest -q tests/e2e $(PYTEST_ARGS)
@@ -114,6 +148,18 @@ install: all
 clean:
 	rm -rf $(B) $(BA) tests/e2e/__pycache__ .pytest_cache
 
-.PHONY: all asan deps unit e2e check configs demo install clean
+# Benchmarks against OpenSSH (docs/benchmarks.md). QUICK=1 for a short run;
+# BENCH_ARGS passes options to bench/bench.py (--help lists them).
+$(B)/loadgen: bench/loadgen.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -o $@ $<
+
+bench: all $(B)/loadgen
+	@sh scripts/install-deps.sh || echo "bench: packages missing (autossh?); those figures are skipped" >&2
+	TUNNELD_BIN=$(CURDIR)/$(B)/tunneld TUNCTL_BIN=$(CURDIR)/$(B)/tunctl \
+	    LOADGEN_BIN=$(CURDIR)/$(B)/loadgen \
+	    $(PYTHON) bench/bench.py $(if $(filter 1 yes true,$(QUICK)),--quick) $(BENCH_ARGS)
+
+.PHONY: all asan deps unit e2e check configs demo install clean bench
 
 -include $(shell find $(B) $(BA) -name '*.d' 2>/dev/null)

@@ -1,19 +1,22 @@
 /*
- * chan.c: one relayed stream between a local socket (a bufferevent) and an
- * SSH channel.
+ * chan.c: one relayed stream between a local socket and an SSH channel.
  *
- * client -> target: the bufferevent reads at most CHAN_BUF ahead (its read
- * high-water mark); the pump writes what the channel window allows and
- * drains it, so a full window stops the reading.
- * target -> client: the channel-data callback copies into the bufferevent's
- * output while it holds less than CHAN_BUF and leaves the rest inside
- * libssh, where it holds back the window. libssh offers left bytes again
- * only when new data arrives, so when the output drains the pump pulls
- * them with ssh_channel_read_nonblocking().
+ * The chan does its own socket I/O (libevent 2.1's bufferevents read 4 KiB
+ * per call, a syscall and a pump turn for every 4 KiB):
+ * client -> target: the pump reads the client only as far as the channel
+ * window allows, straight into a scratch buffer, and hands it to
+ * ssh_channel_write. A zero window or a full session output stops the
+ * reading, so the slow side slows its writer. Bytes the channel did not
+ * take (during a key re-exchange) wait in a small pend buffer.
+ * target -> client: the channel-data callback sends straight to the socket
+ * and keeps what the socket did not take in the out buffer, up to CHAN_BUF;
+ * beyond that the bytes stay inside libssh, where they hold back the window.
+ * libssh offers kept bytes again only when new data arrives, so when the
+ * out buffer drains the pump pulls them with ssh_channel_read_nonblocking().
  * EOF is carried each way (SSH EOF, shutdown(SHUT_WR)); the chan ends when
  * both directions are finished or either side fails.
  *
- * libssh callbacks run inside the pump and only copy bytes and set flags;
+ * libssh callbacks run inside the pump and only move bytes and set flags;
  * chan_kill() never frees: dead chans wait on td->reap for the next turn.
  */
 #include <sys/types.h>
@@ -26,17 +29,15 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "tunneld.h"
 
-#define CHAN_BUF	(256 * 1024)	/* per direction, per connection */
-#define CHAN_BUDGET	(256 * 1024)	/* bytes per chan per pump turn */
+#define CHAN_BUF	(256 * 1024)	/* target -> client backlog */
+#define CHAN_BUDGET	(256 * 1024)	/* client bytes per chan per turn */
 
-static void	chan_read_cb(struct bufferevent *, void *);
-static void	chan_write_cb(struct bufferevent *, void *);
-static void	chan_event_cb(struct bufferevent *, short, void *);
+static void	chan_read_ev_cb(int, short, void *);
+static void	chan_write_ev_cb(int, short, void *);
 static void	chan_wait_cb(int, short, void *);
 static int	chan_data_cb(ssh_session, ssh_channel, void *, uint32_t, int,
 		    void *);
@@ -46,8 +47,11 @@ static int	chan_open_call(struct chan *);
 static void	chan_pump_open(struct chan *);
 static void	chan_park(struct chan *);
 static void	chan_unlist(struct chan *);
+static void	chan_close_fd(struct chan *);
+static size_t	chan_send(struct chan *, const void *, size_t);
+static int	chan_to_channel(struct chan *, const void *, size_t);
 
-static unsigned char	chan_scratch[64 * 1024];
+static unsigned char	chan_scratch[256 * 1024];
 
 /* Wrap an accepted connection; it waits for the link if the link is down. */
 struct chan *
@@ -59,19 +63,16 @@ chan_new(struct fwd *f, int fd, const char *peer)
 	c = xcalloc(1, sizeof(*c));
 	c->fwd = f;
 	c->link = f->link;
+	c->fd = fd;
 	c->state = CHAN_WAITING;
 	strlcpy_(c->peer, peer, sizeof(c->peer));
-	c->bev = bufferevent_socket_new(td->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL) {
-		close(fd);
-		free(c);
-		return (NULL);
-	}
-	bufferevent_setcb(c->bev, chan_read_cb, chan_write_cb, chan_event_cb,
-	    c);
-	bufferevent_setwatermark(c->bev, EV_READ, 0, CHAN_BUF);
-	bufferevent_setwatermark(c->bev, EV_WRITE, CHAN_BUF / 2, 0);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	if ((c->ev_read = event_new(td->base, fd, EV_READ, chan_read_ev_cb,
+	    c)) == NULL ||
+	    (c->ev_write = event_new(td->base, fd, EV_WRITE, chan_write_ev_cb,
+	    c)) == NULL ||
+	    (c->out = evbuffer_new()) == NULL ||
+	    (c->pend = evbuffer_new()) == NULL)
+		fatalx("chan_new: out of memory");
 	TAILQ_INSERT_TAIL(&f->chans, c, entry);
 	f->conns_active++;
 	f->conns_total++;
@@ -95,7 +96,7 @@ chan_new(struct fwd *f, int fd, const char *peer)
 	return (c);
 }
 
-/* Free a dead chan: its channel (callbacks first), its socket, its timer. */
+/* Free a dead chan: its channel (callbacks first), events and buffers. */
 void
 chan_free(struct chan *c)
 {
@@ -105,11 +106,30 @@ chan_free(struct chan *c)
 		ssh_remove_channel_callbacks(c->ch, &c->cb);
 		ssh_channel_free(c->ch);
 	}
-	if (c->bev != NULL)
-		bufferevent_free(c->bev);
+	chan_close_fd(c);
+	if (c->ev_read != NULL)
+		event_free(c->ev_read);
+	if (c->ev_write != NULL)
+		event_free(c->ev_write);
 	if (c->ev_wait != NULL)
 		event_free(c->ev_wait);
+	if (c->out != NULL)
+		evbuffer_free(c->out);
+	if (c->pend != NULL)
+		evbuffer_free(c->pend);
 	free(c);
+}
+
+/* Close the client socket; the events stay allocated until chan_free. */
+static void
+chan_close_fd(struct chan *c)
+{
+	if (c->fd == -1)
+		return;
+	event_del(c->ev_read);
+	event_del(c->ev_write);
+	close(c->fd);
+	c->fd = -1;
 }
 
 /* Take a chan off the link's ready or parked list. */
@@ -135,13 +155,10 @@ chan_kill(struct chan *c, const char *why)
 
 	if (c->state == CHAN_DEAD)
 		return;
-	if (why != NULL)
+	if (why != NULL && c->fd != -1)
 		log_debug("tunnel %s: connection from %s closed: %s",
 		    f->tc->name, c->peer, why);
-	if (c->bev != NULL) {
-		bufferevent_free(c->bev);
-		c->bev = NULL;
-	}
+	chan_close_fd(c);
 	if (c->state == CHAN_OPENING && c->ch != NULL &&
 	    c->link->session != NULL) {
 		chan_park(c);
@@ -235,43 +252,36 @@ chan_park(struct chan *c)
 	c->where = CHAN_PARKED;
 }
 
-/* The client sent bytes. */
+/* The client sent bytes (or EOF): the pump reads them. */
 static void
-chan_read_cb(struct bufferevent *bev, void *arg)
+chan_read_ev_cb(int fd, short what, void *arg)
 {
-	(void)bev;
+	(void)fd;
+	(void)what;
 	chan_want(arg);
 }
 
-/* Our output to the client drained below the low-water mark. */
+/* The client socket has room: send the backlog. */
 static void
-chan_write_cb(struct bufferevent *bev, void *arg)
-{
-	struct chan *c = arg;
-
-	(void)bev;
-	if (c->leftover || c->remote_eof || c->remote_closed)
-		chan_want(c);
-}
-
-/* EOF or an error on the client socket. */
-static void
-chan_event_cb(struct bufferevent *bev, short what, void *arg)
+chan_write_ev_cb(int fd, short what, void *arg)
 {
 	struct chan	*c = arg;
+	int		 n;
 	char		 why[128];
 
-	(void)bev;
-	if (what & BEV_EVENT_EOF) {
-		c->local_eof = 1;
-		chan_want(c);
-		return;
-	}
-	if (what & BEV_EVENT_ERROR) {
-		snprintf(why, sizeof(why), "client socket: %s",
+	(void)what;
+	n = evbuffer_write(c->out, fd);
+	if (n == -1 && errno != EAGAIN && errno != EINTR) {
+		snprintf(why, sizeof(why), "send to client: %s",
 		    strerror(errno));
 		chan_kill(c, why);
+		return;
 	}
+	if (evbuffer_get_length(c->out) > 0)
+		event_add(c->ev_write, NULL);
+	if (evbuffer_get_length(c->out) <= CHAN_BUF / 2 &&
+	    (c->leftover || c->remote_eof))
+		chan_want(c);
 }
 
 /* connect_wait passed and the link is still not up. */
@@ -291,33 +301,78 @@ chan_wait_cb(int fd, short what, void *arg)
 	chan_kill(c, why);
 }
 
-/* Channel data from the target: copy what fits, leave the rest in libssh. */
+/*
+ * Send target bytes to the client: straight to the socket while nothing is
+ * queued, the rest into the out buffer up to CHAN_BUF. Returns how many
+ * bytes were taken; 0 also when the client is gone (the chan is killed).
+ */
+static size_t
+chan_send(struct chan *c, const void *data, size_t len)
+{
+	size_t	have, taken = 0, n;
+	ssize_t	w;
+	char	why[128];
+
+	if (c->fd == -1)
+		return (len);	/* nobody to deliver to: discard */
+	have = evbuffer_get_length(c->out);
+	if (have == 0) {
+		w = send(c->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w == -1 && errno != EAGAIN && errno != EINTR) {
+			snprintf(why, sizeof(why), "send to client: %s",
+			    strerror(errno));
+			chan_kill(c, why);
+			return (len);
+		}
+		if (w > 0)
+			taken = (size_t)w;
+	}
+	if (taken < len && have < CHAN_BUF) {
+		n = len - taken;
+		if (n > CHAN_BUF - have)
+			n = CHAN_BUF - have;
+		evbuffer_add(c->out, (const char *)data + taken, n);
+		taken += n;
+	}
+	if (evbuffer_get_length(c->out) > 0)
+		event_add(c->ev_write, NULL);
+	return (taken);
+}
+
+/*
+ * Hand client bytes to the channel; what it does not take (a key
+ * re-exchange, a window smaller than promised) waits in pend. Returns -1
+ * when the channel failed.
+ */
+static int
+chan_to_channel(struct chan *c, const void *data, size_t len)
+{
+	int w;
+
+	w = ssh_channel_write(c->ch, data, (uint32_t)len);
+	if (w < 0)
+		return (-1);
+	c->fwd->bytes_out += (uint64_t)w;
+	if ((size_t)w < len)
+		evbuffer_add(c->pend, (const char *)data + w, len - (size_t)w);
+	return (0);
+}
+
+/* Channel data from the target: deliver what fits, leave the rest in libssh. */
 static int
 chan_data_cb(ssh_session s, ssh_channel ch, void *data, uint32_t len,
     int is_stderr, void *arg)
 {
 	struct chan	*c = arg;
-	struct evbuffer	*out;
-	size_t		 have, n;
+	size_t		 n;
 
 	(void)s;
 	(void)ch;
-	if (is_stderr || c->bev == NULL || c->state == CHAN_DEAD)
+	if (is_stderr || c->state == CHAN_DEAD || c->fd == -1)
 		return ((int)len);
-	out = bufferevent_get_output(c->bev);
-	have = evbuffer_get_length(out);
-	if (have >= CHAN_BUF) {
-		c->leftover = 1;
-		return (0);
-	}
-	n = CHAN_BUF - have;
-	if (n > len)
-		n = len;
-	if (bufferevent_write(c->bev, data, n) == -1) {
-		c->leftover = 1;
-		return (0);
-	}
-	c->fwd->bytes_in += n;
+	n = chan_send(c, data, len);
+	if (c->fwd != NULL)
+		c->fwd->bytes_in += n;
 	c->leftover = n < len;
 	return ((int)n);
 }
@@ -418,7 +473,7 @@ chan_pump(struct chan *c)
 			if (!ssh_is_connected(l->session))
 				return;	/* the pump fails the link */
 			c->state = CHAN_OPEN;	/* nothing left to wait for */
-			if (c->bev == NULL) {
+			if (c->fd == -1) {
 				chan_kill(c, NULL);
 				return;
 			}
@@ -430,7 +485,7 @@ chan_pump(struct chan *c)
 			return;
 		}
 		c->state = CHAN_OPEN;
-		if (c->bev == NULL) {
+		if (c->fd == -1) {
 			chan_kill(c, NULL);	/* the client left meanwhile */
 			return;
 		}
@@ -451,85 +506,116 @@ chan_pump_open(struct chan *c)
 {
 	struct link	*l = c->link;
 	struct fwd	*f = c->fwd;
-	struct evbuffer	*in, *out;
 	size_t		 len, n, space, budget = CHAN_BUDGET;
+	ssize_t		 r;
 	uint32_t	 win;
-	int		 r, w, parked = 0;
+	int		 w, rd;
+	char		 why[128];
 
-	if (c->bev == NULL) {
+	if (c->fd == -1) {
 		chan_kill(c, NULL);
 		return;
 	}
-	in = bufferevent_get_input(c->bev);
-	out = bufferevent_get_output(c->bev);
 
 	/* target -> client: bytes libssh kept while our buffer was full. */
-	while (c->leftover && (len = evbuffer_get_length(out)) < CHAN_BUF) {
+	while (c->leftover && (len = evbuffer_get_length(c->out)) < CHAN_BUF) {
 		space = CHAN_BUF - len;
 		if (space > sizeof(chan_scratch))
 			space = sizeof(chan_scratch);
-		r = ssh_channel_read_nonblocking(c->ch, chan_scratch,
+		rd = ssh_channel_read_nonblocking(c->ch, chan_scratch,
 		    (uint32_t)space, 0);
-		if (r <= 0) {
+		if (rd <= 0) {
 			c->leftover = 0;
 			break;
 		}
-		bufferevent_write(c->bev, chan_scratch, (size_t)r);
-		f->bytes_in += (uint64_t)r;
+		f->bytes_in += (uint64_t)rd;
+		chan_send(c, chan_scratch, (size_t)rd);
+		if (c->state == CHAN_DEAD)
+			return;
 	}
-	if (c->state == CHAN_DEAD || c->bev == NULL)
-		return;
 
 	/* The target finished: pass the EOF on once everything is out. */
 	if (c->remote_eof && !c->leftover && !c->shut_wr &&
-	    evbuffer_get_length(out) == 0) {
-		shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+	    evbuffer_get_length(c->out) == 0) {
+		shutdown(c->fd, SHUT_WR);
 		c->shut_wr = 1;
 	}
 
-	/* client -> target, as far as the window and the session allow. */
+	/* client -> target: first what the channel did not take last time. */
 	while (!c->eof_sent && !c->remote_closed &&
-	    (len = evbuffer_get_length(in)) > 0) {
-		if (budget == 0) {
-			chan_want(c);
-			break;
-		}
+	    (len = evbuffer_get_length(c->pend)) > 0) {
 		win = ssh_channel_window_size(c->ch);
 		if (l->out_blocked || win == 0) {
 			chan_park(c);
-			parked = 1;
-			break;
+			return;
 		}
-		n = len;
-		if (n > win)
-			n = win;
-		if (n > budget)
-			n = budget;
-		w = ssh_channel_write(c->ch, evbuffer_pullup(in, (ssize_t)n),
-		    (uint32_t)n);
+		n = len < win ? len : win;
+		w = ssh_channel_write(c->ch, evbuffer_pullup(c->pend,
+		    (ssize_t)n), (uint32_t)n);
 		if (w < 0) {
 			chan_kill(c, "channel write failed");
 			return;
 		}
 		if (w == 0) {
 			chan_park(c);
-			parked = 1;
+			return;
+		}
+		evbuffer_drain(c->pend, (size_t)w);
+		f->bytes_out += (uint64_t)w;
+	}
+
+	/* Then read the client, never more than the window takes. */
+	while (!c->local_eof && !c->eof_sent && !c->remote_closed) {
+		if (budget == 0) {
+			chan_want(c);	/* more next turn, others first */
 			break;
 		}
-		evbuffer_drain(in, (size_t)w);
-		f->bytes_out += (uint64_t)w;
-		budget -= (size_t)w;
+		win = ssh_channel_window_size(c->ch);
+		if (l->out_blocked || win == 0) {
+			chan_park(c);
+			break;
+		}
+		n = sizeof(chan_scratch);
+		if (n > win)
+			n = win;
+		if (n > budget)
+			n = budget;
+		r = recv(c->fd, chan_scratch, n, MSG_DONTWAIT);
+		if (r == 0) {
+			c->local_eof = 1;
+			break;
+		}
+		if (r == -1) {
+			if (errno == EAGAIN || errno == EINTR) {
+				event_add(c->ev_read, NULL);
+				break;
+			}
+			snprintf(why, sizeof(why), "read from client: %s",
+			    strerror(errno));
+			chan_kill(c, why);
+			return;
+		}
+		if (chan_to_channel(c, chan_scratch, (size_t)r) == -1) {
+			chan_kill(c, "channel write failed");
+			return;
+		}
+		budget -= (size_t)r;
+		if (evbuffer_get_length(c->pend) > 0) {
+			chan_park(c);
+			break;
+		}
+		if ((size_t)r < n) {
+			event_add(c->ev_read, NULL);	/* drained the socket */
+			break;
+		}
 	}
 	if (c->local_eof && !c->eof_sent && !c->remote_closed &&
-	    evbuffer_get_length(in) == 0) {
+	    evbuffer_get_length(c->pend) == 0) {
 		ssh_channel_send_eof(c->ch);
 		c->eof_sent = 1;
 	}
 
 	/* Both directions finished, or the server closed the channel. */
-	if (c->shut_wr && (c->eof_sent || c->remote_closed)) {
+	if (c->shut_wr && (c->eof_sent || c->remote_closed))
 		chan_kill(c, NULL);
-		return;
-	}
-	(void)parked;
 }

@@ -71,9 +71,12 @@ pump_stop(struct link *l)
 static void
 pump_io_cb(int fd, short what, void *arg)
 {
+	struct link *l = arg;
+
 	(void)fd;
-	(void)what;
-	pump_run(arg);
+	if (what & EV_READ)
+		l->readable = 1;
+	pump_run(l);
 }
 
 /* Arm EV_WRITE only while libssh has output the kernel did not take. */
@@ -211,15 +214,20 @@ pump_run(struct link *l)
 			return;
 		}
 		l->in_pump = 0;
+		l->readable = 1;	/* packets may have come with the last step */
 		link_established(l);
 		if (l->session == NULL)
 			return;
 		l->in_pump = 1;
 	}
 
-	if (pump_read(l) == -1) {
-		l->in_pump = 0;
-		return;
+	/* A kick (a chan has work) needs no read: the socket event will say. */
+	if (l->readable) {
+		l->readable = 0;
+		if (pump_read(l) == -1) {
+			l->in_pump = 0;
+			return;
+		}
 	}
 	pump_chans(l);
 	if (l->session == NULL) {

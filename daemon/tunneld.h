@@ -40,7 +40,7 @@
 struct event_base;
 struct evdns_base;
 struct event;
-struct bufferevent;
+struct evbuffer;
 struct evconnlistener;
 struct evdns_getaddrinfo_request;
 struct evutil_addrinfo;
@@ -174,6 +174,7 @@ struct link {
 	struct ssh_counter_struct sockc;	/* socket bytes in and out */
 	struct ssh_counter_struct pktc;		/* SSH packets in and out */
 	int			 want_write;	/* EV_WRITE armed */
+	int			 readable;	/* the socket event saw EV_READ */
 	int			 in_pump;
 
 	/* Timers and events, all owned. */
@@ -252,7 +253,11 @@ struct chan {
 	struct fwd		*fwd;		/* back pointer */
 	enum chan_state		 state;
 
-	struct bufferevent	*bev;		/* owns the local fd */
+	int			 fd;		/* the client socket, owned; -1 */
+	struct event		*ev_read;	/* one-shot: the client sent */
+	struct event		*ev_write;	/* one-shot: room to send */
+	struct evbuffer		*out;		/* target -> client backlog */
+	struct evbuffer		*pend;		/* client -> target, not taken */
 	ssh_channel		 ch;
 	struct ssh_channel_callbacks_struct cb;
 	struct event		*ev_wait;	/* connect_wait deadline */
@@ -440,7 +445,6 @@ void	 control_shutdown(void);
 void	 control_state_changed(void);
 
 /* control_show.c */
-struct evbuffer;
 struct ctl_request;
 
 #define CONTROL_MSG_MAX		2048	/* a final line's message */

@@ -4,7 +4,7 @@
 set -e
 PKGS="build-essential pkg-config clang libssh-dev libevent-dev libconfig-dev
 libsystemd-dev libcmocka-dev openssh-server openssh-client socat
-netcat-openbsd curl python3-pytest iproute2 procps"
+netcat-openbsd curl python3-pytest iproute2 procps autossh"
 
 missing=""
 for p in $PKGS; do

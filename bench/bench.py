@@ -1,0 +1,997 @@
+#!/usr/bin/env python3
+"""make bench: tunneld against OpenSSH, side by side, in one run.
+
+A private sshd per cipher on 127.0.0.1 (the e2e tests' Sshd, with a
+`Ciphers` line added), the C load generator build/loadgen for the data side,
+and tunneld, `ssh -N -L` and `autossh -M 0` as the clients under test.
+Runs of tunneld and OpenSSH alternate; the table shows medians, the ratio
+tunneld/OpenSSH, n and, where the project has a target, PASS or MISS.
+docs/benchmarks.md explains every figure.
+
+Every process started here is stopped here, by PID, on success, failure,
+time-out and Ctrl-C. Nothing connects anywhere but 127.0.0.1.
+"""
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import select
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+
+import e2elib  # noqa: E402
+from e2elib import (Sshd, Tunneld, known_hosts_line, render_conf,  # noqa
+                    ssh_keygen, tail)
+
+LOADGEN_BIN = os.environ.get("LOADGEN_BIN",
+                             os.path.join(ROOT, "build", "loadgen"))
+CIPHERS = ("aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com")
+SHORT = {"aes128-gcm@openssh.com": "aes128-gcm",
+         "chacha20-poly1305@openssh.com": "chacha20-poly1305"}
+MiB = 1 << 20
+GiB = 1 << 30
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# Sizes per mode.
+MODES = {
+    "quick": dict(bytes=256 * MiB, rounds=2, lat_n=300, lat_rounds=3,
+                  conc=(1000,), mem=(1, 100), ssh_mem=(1, 10),
+                  rec_runs=1, rec_down=3.0, rec_settle=2.0,
+                  budget=115),
+    "full": dict(bytes=1 * GiB, rounds=5, lat_n=1500, lat_rounds=5,
+                 conc=(1000, 10000), mem=(1, 100, 1000), ssh_mem=(1, 10),
+                 rec_runs=3, rec_down=5.0, rec_settle=6.0,
+                 budget=1500),
+}
+
+CONC_SIZE = 16384       # bytes each concurrent connection moves and checks
+CONC_WINDOW = 256       # connections between connect and "checked" at once
+CONC_HOLD = 60          # the longest the load generator holds them open
+
+
+class BenchTimeout(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------
+# Processes: every one is registered and stopped by PID.
+
+PROCS = []          # Popen objects (ssh, autossh, loadgen)
+DAEMONS = []        # e2elib.Tunneld
+SSHDS = []          # e2elib.Sshd
+
+
+def spawn(cmd, log=None, env=None, **kw):
+    out = open(log, "a") if log else subprocess.DEVNULL
+    try:
+        p = subprocess.Popen(cmd, stdin=kw.pop("stdin", subprocess.DEVNULL),
+                             stdout=kw.pop("stdout", out), stderr=out,
+                             env=env, **kw)
+    finally:
+        if log:
+            out.close()
+    PROCS.append(p)
+    return p
+
+
+def kill_proc(p, timeout=3.0):
+    """SIGTERM a process we started and its descendants (autossh's ssh),
+    then SIGKILL what is left."""
+    if p is None:
+        return
+    if p.poll() is None:
+        kids = e2elib.proc_descendants(p.pid)
+        try:
+            p.terminate()
+        except ProcessLookupError:
+            pass
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        for k in kids:
+            try:
+                os.kill(k, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    if p in PROCS:
+        PROCS.remove(p)
+
+
+def stop_daemon(d):
+    if d is None:
+        return
+    try:
+        d.stop(timeout=5)
+    except Exception:
+        pass
+    if d in DAEMONS:
+        DAEMONS.remove(d)
+
+
+def cleanup():
+    for p in list(PROCS):
+        kill_proc(p)
+    for d in list(DAEMONS):
+        stop_daemon(d)
+    for s in list(SSHDS):
+        try:
+            s.stop()
+        except Exception:
+            pass
+    del SSHDS[:]
+
+
+def _sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def _sigalrm(signum, frame):
+    raise BenchTimeout("the bench exceeded its time budget")
+
+
+# ---------------------------------------------------------------------------
+# /proc
+
+
+def proc_cpu(pid):
+    """utime + stime of a process in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        st = f.read()
+    rest = st[st.rfind(")") + 2:].split()
+    return (int(rest[11]) + int(rest[12])) / CLK_TCK
+
+
+def proc_status_kb(pid, key):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def proc_pss_kb(pid):
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def rss_kb(pid):
+    return proc_status_kb(pid, "VmRSS")
+
+
+def hwm_kb(pid):
+    return proc_status_kb(pid, "VmHWM")
+
+
+# ---------------------------------------------------------------------------
+# Small helpers
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def pct(xs, p):
+    """Nearest-rank percentile."""
+    if not xs:
+        return None
+    s = sorted(xs)
+    return s[max(0, int(math.ceil(p / 100.0 * len(s))) - 1)]
+
+
+_next_port = [20000]
+
+
+def alloc_port():
+    """A TCP port on 127.0.0.1 nobody holds, below the ephemeral range, not
+    handed out before in this run."""
+    while _next_port[0] < 32700:
+        p = _next_port[0]
+        _next_port[0] += 1
+        if e2elib.port_bindable(p):
+            return p
+    return e2elib.free_port()
+
+
+def echo_ok(port, timeout=2.0, payload=b"x"):
+    try:
+        with socket.create_connection(("127.0.0.1", port),
+                                      timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(payload)
+            got = b""
+            while len(got) < len(payload):
+                b = s.recv(len(payload) - len(got))
+                if not b:
+                    return False
+                got += b
+            return got == payload
+    except OSError:
+        return False
+
+
+def wait_echo(port, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if echo_ok(port, timeout=min(2.0, timeout)):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def read_line(p, timeout):
+    """One line from a child's unbuffered binary stdout, or None."""
+    buf = b""
+    deadline = time.monotonic() + timeout
+    fd = p.stdout.fileno()
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if not r:
+            if p.poll() is not None:
+                break
+            continue
+        b = os.read(fd, 1)
+        if not b:
+            break
+        if b == b"\n":
+            return buf.decode()
+        buf += b
+    return None
+
+
+def run_loadgen(args, timeout):
+    """Run build/loadgen to completion; its JSON line, or raise."""
+    p = spawn([LOADGEN_BIN] + [str(a) for a in args], stdout=subprocess.PIPE)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_proc(p)
+        raise RuntimeError("loadgen %s timed out" % args[0])
+    finally:
+        if p in PROCS:
+            PROCS.remove(p)
+    if p.returncode != 0:
+        raise RuntimeError("loadgen %s exited %s" % (args[0], p.returncode))
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------
+# The bench
+
+
+class Bench:
+
+    def __init__(self, args):
+        self.args = args
+        self.mode = MODES["quick" if args.quick else "full"]
+        if args.bytes:
+            self.mode["bytes"] = args.bytes * MiB
+        self.rows = []
+        self.notes = []
+        self.wd = tempfile.mkdtemp(prefix="tdbench.", dir="/tmp")
+        os.chmod(self.wd, 0o755)
+        self.t_start = time.monotonic()
+        self.section_times = {}
+
+    # -- results --------------------------------------------------------
+
+    def row(self, figure, tunneld, openssh, unit, n, target=None,
+            passed=None, note=None, ratio=True):
+        r = None
+        if ratio and tunneld is not None and openssh not in (None, 0):
+            r = tunneld / openssh
+        self.rows.append({"figure": figure, "tunneld": tunneld,
+                          "openssh": openssh, "ratio": r, "unit": unit,
+                          "n": n, "target": target,
+                          "pass": passed, "note": note})
+        print("  %-46s %12s %12s %7s %s" % (
+            figure, fmt(tunneld), fmt(openssh),
+            "-" if r is None else "%.3fx" % r, unit), flush=True)
+
+    def log(self, text):
+        print(text, flush=True)
+
+    def path(self, name):
+        return os.path.join(self.wd, name)
+
+    # -- set-up ---------------------------------------------------------
+
+    def setup(self):
+        global LOADGEN_BIN
+        # Private copies: others may rebuild build/ while the bench runs.
+        for name, src in (("tunneld", e2elib.TUNNELD_BIN),
+                          ("tunctl", e2elib.TUNCTL_BIN),
+                          ("loadgen", LOADGEN_BIN)):
+            if not os.access(src, os.X_OK):
+                raise RuntimeError("%s is not built (make all)" % src)
+            dst = self.path(name)
+            shutil.copy2(src, dst)
+        e2elib.TUNNELD_BIN = self.path("tunneld")
+        e2elib.TUNCTL_BIN = self.path("tunctl")
+        LOADGEN_BIN = self.path("loadgen")
+
+        kd = self.path("keys")
+        os.makedirs(kd)
+        self.host_key = os.path.join(kd, "ssh_host_ed25519_key")
+        self.host_pub = ssh_keygen(self.host_key, "bench-host")
+        self.key = os.path.join(kd, "id_ed25519")
+        pub = ssh_keygen(self.key, "bench-client")
+        self.authorized_keys = os.path.join(kd, "authorized_keys")
+        with open(self.authorized_keys, "w") as f:
+            f.write(pub + "\n")
+
+        self.sshd = {}
+        for c in CIPHERS:
+            self.sshd[c] = self.new_sshd(SHORT[c], c)
+        self.known_hosts = self.path("known_hosts")
+        self.write_known_hosts()
+
+        # The loopback servers: echo, sink, source.
+        self.server = spawn([LOADGEN_BIN, "serve", "--max-time",
+                             str(self.mode["budget"] + 120)],
+                            stdout=subprocess.PIPE)
+        line = read_line(self.server, 10)
+        if not line or not line.startswith("ports "):
+            raise RuntimeError("loadgen serve did not start: %r" % line)
+        ports = dict(kv.split("=") for kv in line.split()[1:])
+        self.echo = int(ports["echo"])
+        self.sink = int(ports["sink"])
+        self.source = int(ports["source"])
+        self.autossh = shutil.which("autossh")
+
+    def new_sshd(self, name, cipher):
+        s = Sshd(self.path("sshd-" + name), self.host_key,
+                 self.authorized_keys)
+        with open(s.cfg, "a") as f:
+            f.write("Ciphers %s\n" % cipher)
+        SSHDS.append(s)
+        s.start()
+        return s
+
+    def write_known_hosts(self):
+        with open(self.known_hosts, "w") as f:
+            for s in SSHDS:
+                f.write(known_hosts_line(s.port, self.host_pub))
+
+    # -- clients --------------------------------------------------------
+
+    def tunneld(self, name, sshd, tunnels, nhosts=1, extra=None,
+                wait=60):
+        """Start tunneld with local tunnels [(listen_port, target_port)]
+        spread over nhosts host entries (all this sshd); wait until up."""
+        hosts = {}
+        for i in range(nhosts):
+            hosts["h%d" % i] = {"address": "127.0.0.1", "port": sshd.port}
+        defaults = {"user": "root", "identity": self.key,
+                    "known_hosts": self.known_hosts,
+                    "host_key_policy": "strict"}
+        defaults.update(extra or {})
+        tl = []
+        for i, (lp, tp) in enumerate(tunnels):
+            tl.append({"name": "t%d" % i, "type": "local",
+                       "via": "h%d" % (i % nhosts),
+                       "listen": "127.0.0.1:%d" % lp,
+                       "target": "127.0.0.1:%d" % tp})
+        sock = self.path("%s.sock" % name)
+        conf = self.path("%s.conf" % name)
+        with open(conf, "w") as f:
+            f.write(render_conf(sock, defaults, hosts, tl, log_level="info"))
+        d = Tunneld(conf, sock, self.path("%s.log" % name))
+        DAEMONS.append(d)
+        d.start()
+        names = [t["name"] for t in tl]
+        code, out, err = d.tunctl("wait", *names, "--timeout", wait,
+                                  timeout=wait + 10)
+        if code != 0:
+            raise RuntimeError("tunneld %s: tunnels not up (tunctl wait %d:"
+                               " %s)\n%s" % (name, code, err.strip(),
+                                             tail(d.log, 30)))
+        return d
+
+    def ssh_cmd(self, sshd, cipher, forwards, extra=()):
+        cmd = ["ssh", "-N", "-F", "/dev/null", "-i", self.key,
+               "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+               "-o", "StrictHostKeyChecking=yes",
+               "-o", "UserKnownHostsFile=%s" % self.known_hosts,
+               "-o", "GlobalKnownHostsFile=/dev/null",
+               "-o", "ExitOnForwardFailure=yes",
+               "-o", "ControlMaster=no", "-o", "ControlPath=none",
+               "-o", "LogLevel=ERROR",
+               "-o", "Ciphers=%s" % cipher, "-p", str(sshd.port)]
+        cmd += list(extra)
+        for lp, tp in forwards:
+            cmd += ["-L", "127.0.0.1:%d:127.0.0.1:%d" % (lp, tp)]
+        cmd.append("root@127.0.0.1")
+        return cmd
+
+    def ssh(self, name, sshd, cipher, forwards, wait=True):
+        p = spawn(self.ssh_cmd(sshd, cipher, forwards),
+                  log=self.path("%s.log" % name))
+        if wait:
+            self.wait_forward(p, forwards[0][0], name)
+        return p
+
+    def autossh_proc(self, name, sshd, cipher, forwards, wait=True):
+        env = dict(os.environ)
+        env["AUTOSSH_GATETIME"] = "0"   # keep retrying even early failures
+        env.pop("AUTOSSH_PORT", None)
+        cmd = ["autossh", "-M", "0"] + self.ssh_cmd(
+            sshd, cipher, forwards,
+            extra=("-o", "ServerAliveInterval=2",
+                   "-o", "ServerAliveCountMax=2"))[1:]
+        p = spawn(cmd, log=self.path("%s.log" % name), env=env)
+        if wait:
+            self.wait_forward(p, forwards[0][0], name)
+        return p
+
+    def wait_forward(self, p, port, name):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if p.poll() is not None:
+                raise RuntimeError("%s exited %s: %s" % (
+                    name, p.returncode, tail(self.path(name + ".log"), 10)))
+            if echo_ok(port, 1.0) or self._sink_ok(port):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("%s: forward on %d never worked" % (name, port))
+
+    def _sink_ok(self, port):
+        # A forward to the sink answers "0\n" to an empty stream.
+        try:
+            with socket.create_connection(("127.0.0.1", port),
+                                          timeout=1.0) as s:
+                s.settimeout(1.0)
+                s.shutdown(socket.SHUT_WR)
+                return s.recv(16) == b"0\n"
+        except OSError:
+            return False
+
+    # -- sections -------------------------------------------------------
+
+    def run(self):
+        sections = [("throughput", self.bench_throughput),
+                    ("latency", self.bench_latency),
+                    ("concurrency", self.bench_concurrency),
+                    ("memory", self.bench_memory),
+                    ("recovery", self.bench_recovery)]
+        only = set(self.args.only.split(",")) if self.args.only else None
+        for name, fn in sections:
+            if only and name not in only:
+                continue
+            t0 = time.monotonic()
+            self.log("\n== %s" % name)
+            try:
+                fn()
+            except (KeyboardInterrupt, SystemExit, BenchTimeout):
+                raise
+            except Exception as e:
+                msg = "%s: failed: %s" % (name, e)
+                self.notes.append(msg)
+                self.log("!! " + msg)
+                if self.args.verbose:
+                    traceback.print_exc()
+            finally:
+                # Nothing of a section survives it.
+                for p in list(PROCS):
+                    if p is not self.server:
+                        kill_proc(p)
+                for d in list(DAEMONS):
+                    stop_daemon(d)
+            self.section_times[name] = time.monotonic() - t0
+
+    def bench_throughput(self):
+        m = self.mode
+        nbytes = m["bytes"]
+        gib = nbytes / GiB
+        tmo = max(60, nbytes / (20 * 1e6))      # 20 MB/s at the worst
+        for cipher in CIPHERS:
+            short = SHORT[cipher]
+            sshd = self.sshd[cipher]
+            tp = [(alloc_port(), self.sink), (alloc_port(), self.source)]
+            sp = [(alloc_port(), self.sink), (alloc_port(), self.source)]
+            d = self.tunneld("tput-" + short, sshd, tp)
+            s = self.ssh("ssh-tput-" + short, sshd, cipher, sp)
+            clients = (("tunneld", d.pid, tp), ("openssh", s.pid, sp))
+            res = {}
+            # A short warm-up each way, not counted.
+            for _, _, ports in clients:
+                run_loadgen(["up", "--port", ports[0][0], "--bytes",
+                             16 * MiB], 30)
+                run_loadgen(["down", "--port", ports[1][0], "--bytes",
+                             16 * MiB], 30)
+            for direction, mode, idx in (("client->target", "up", 0),
+                                         ("target->client", "down", 1)):
+                for rnd in range(m["rounds"]):
+                    for who, pid, ports in clients:
+                        key = (direction, who)
+                        res.setdefault(key, {"mbs": [], "cpu": [],
+                                             "fail": 0})
+                        c0 = proc_cpu(pid)
+                        try:
+                            r = run_loadgen([mode, "--port", ports[idx][0],
+                                             "--bytes", nbytes,
+                                             "--timeout", int(tmo)],
+                                            tmo + 10)
+                        except RuntimeError as e:
+                            res[key]["fail"] += 1
+                            self.log("   %s %s %s: %s" % (
+                                short, direction, who, e))
+                            continue
+                        c1 = proc_cpu(pid)
+                        res[key]["mbs"].append(nbytes / r["secs"] / 1e6)
+                        res[key]["cpu"].append((c1 - c0) / gib)
+            stop_daemon(d)
+            kill_proc(s)
+            for direction in ("client->target", "target->client"):
+                t = res[(direction, "tunneld")]
+                o = res[(direction, "openssh")]
+                n = "%d+%d" % (len(t["mbs"]), len(o["mbs"]))
+                note = None
+                if t["fail"] or o["fail"]:
+                    note = "failed runs: tunneld %d, openssh %d" % (
+                        t["fail"], o["fail"])
+                tm, om = median(t["mbs"]), median(o["mbs"])
+                self.row("throughput %s %s" % (short, direction), tm, om,
+                         "MB/s", n, ">= 1.0x",
+                         ok(tm, om, lambda r: r >= 1.0), note)
+            for direction in ("client->target", "target->client"):
+                t = res[(direction, "tunneld")]
+                o = res[(direction, "openssh")]
+                n = "%d+%d" % (len(t["cpu"]), len(o["cpu"]))
+                tm, om = median(t["cpu"]), median(o["cpu"])
+                self.row("CPU %s %s" % (short, direction), tm, om,
+                         "CPU s/GiB", n, "<= 1.0x",
+                         ok(tm, om, lambda r: r <= 1.0),
+                         "client process only (tunneld vs ssh)")
+
+    def bench_latency(self):
+        m = self.mode
+        cipher = CIPHERS[0]
+        sshd = self.sshd[cipher]
+        lt, ls = alloc_port(), alloc_port()
+        d = self.tunneld("lat", sshd, [(lt, self.echo)])
+        s = self.ssh("ssh-lat", sshd, cipher, [(ls, self.echo)])
+        per = int(math.ceil(m["lat_n"] / m["lat_rounds"]))
+        samples = {"tunneld": [], "openssh": [], "direct": []}
+        fails = {"tunneld": 0, "openssh": 0, "direct": 0}
+        targets = (("tunneld", lt), ("openssh", ls), ("direct", self.echo))
+        for _, port in targets:             # warm-up, not counted
+            run_loadgen(["lat", "--port", port, "--n", 20], 30)
+        for _ in range(m["lat_rounds"]):
+            for who, port in targets:
+                r = run_loadgen(["lat", "--port", port, "--n", per,
+                                 "--timeout", 60], 75)
+                samples[who] += r["us"]
+                fails[who] += r["fail"]
+        stop_daemon(d)
+        kill_proc(s)
+        t, o, x = samples["tunneld"], samples["openssh"], samples["direct"]
+        n = "%d+%d" % (len(t), len(o))
+        note = None
+        if any(fails.values()):
+            note = "failed: %s" % fails
+        self.row("setup+1B echo p50 vs ssh -L", pct(t, 50), pct(o, 50), "us",
+                 n, "<= 1.0x", ok(pct(t, 50), pct(o, 50),
+                                  lambda r: r <= 1.0), note)
+        self.row("setup+1B echo p99 vs ssh -L", pct(t, 99), pct(o, 99), "us",
+                 n, None, None, note)
+        n = "%d+%d" % (len(t), len(x))
+        dn = "openssh column = direct connection to the echo server"
+        self.row("setup+1B echo p50 vs direct", pct(t, 50), pct(x, 50), "us",
+                 n, None, None, dn)
+        self.row("setup+1B echo p99 vs direct", pct(t, 99), pct(x, 99), "us",
+                 n, None, None, dn)
+        self.lat_ssh = (pct(o, 50), pct(x, 50))
+
+    def conc_one(self, who, count, pid):
+        """One concurrency run against a ready client process."""
+        port = self._conc_port
+        rss0 = rss_kb(pid)
+        tmo = 30 if count <= 1000 else 90
+        p = spawn([LOADGEN_BIN, "conc", "--port", str(port), "--n",
+                   str(count), "--size", str(CONC_SIZE), "--window",
+                   str(CONC_WINDOW), "--timeout", str(tmo), "--hold",
+                   str(CONC_HOLD)], stdin=subprocess.PIPE,
+                  stdout=subprocess.PIPE, bufsize=0)
+        try:
+            line = read_line(p, tmo + 20)
+            if line is None or not line.startswith("hold "):
+                raise RuntimeError("loadgen conc: no hold line (%r)" % line)
+            time.sleep(0.5)     # let the client settle before measuring
+            rss_hold = rss_kb(pid)
+            peak = hwm_kb(pid)
+            p.stdin.write(b"go\n")
+            line = read_line(p, 30)
+            if line is None:
+                raise RuntimeError("loadgen conc: no summary")
+            r = json.loads(line)
+            p.wait(10)
+        finally:
+            kill_proc(p)
+        peak = max(peak, hwm_kb(pid))
+        r.update(rss0=rss0, rss_hold=rss_hold, peak=peak,
+                 per_conn=(rss_hold - rss0) / max(1, r["ok"]))
+        self.log("   %s %d: %s" % (who, count, r))
+        return r
+
+    def bench_concurrency(self):
+        cipher = CIPHERS[0]
+        sshd = self.sshd[cipher]
+        for count in self.mode["conc"]:
+            res = {}
+            for who in ("tunneld", "openssh"):
+                port = self._conc_port = alloc_port()
+                if who == "tunneld":
+                    d = self.tunneld("conc%d" % count, sshd,
+                                     [(port, self.echo)])
+                    pid = d.pid
+                else:
+                    s = self.ssh("ssh-conc%d" % count, sshd, cipher,
+                                 [(port, self.echo)])
+                    pid = s.pid
+                try:
+                    res[who] = self.conc_one(who, count, pid)
+                except RuntimeError as e:
+                    self.log("   %s %d: %s" % (who, count, e))
+                    res[who] = None
+                if who == "tunneld":
+                    alive = d.alive()
+                    stop_daemon(d)
+                    if not alive:
+                        self.notes.append("tunneld died in the %d-"
+                                          "connection run" % count)
+                        res[who] = None
+                else:
+                    kill_proc(s)
+            t, o = res["tunneld"], res["openssh"]
+
+            def g(r, k):
+                return None if r is None else r[k]
+            note = "%d B each, ramp window %d; failures of %d" % (
+                CONC_SIZE, CONC_WINDOW, count)
+            if o is not None:
+                note += "; openssh: %s" % ", ".join(
+                    "%s %d" % (k, o[k]) for k in ("connect", "reset",
+                                                   "early_eof", "mismatch",
+                                                   "timeout") if o[k])
+            tf = g(t, "fail")
+            self.row("concurrent %d: failures" % count, tf, g(o, "fail"),
+                     "conns", 1, "0", None if tf is None else tf == 0,
+                     note, ratio=False)
+            self.row("concurrent %d: time to open+check all" % count,
+                     g(t, "secs"), g(o, "secs"), "s", 1)
+            self.row("concurrent %d: peak RSS (VmHWM)" % count,
+                     kb_mib(g(t, "peak")), kb_mib(g(o, "peak")), "MiB", 1)
+            pc = g(t, "per_conn")
+            self.row("concurrent %d: RSS per idle conn" % count,
+                     pc, g(o, "per_conn"), "KiB", 1, "< 64 KiB",
+                     None if pc is None else pc < 64,
+                     "(VmRSS with all open and idle - before) / open")
+
+    def bench_memory(self):
+        m = self.mode
+        cipher = CIPHERS[0]
+        sshd = self.sshd[cipher]
+        layouts = [(k, 1) for k in m["mem"]] + \
+            [(k, 10) for k in m["mem"] if k >= 10]
+        tres = {}
+        for k, nh in layouts:
+            tun = [(alloc_port(), self.echo) for _ in range(k)]
+            before = set(e2elib.proc_descendants(sshd.pid))
+            d = self.tunneld("mem%d-%d" % (k, nh), sshd, tun, nhosts=nh,
+                             wait=60 + k // 10)
+            for lp, _ in (tun[0], tun[-1]):
+                if not echo_ok(lp, 5.0):
+                    raise RuntimeError("memory: tunnel on %d does not echo"
+                                       % lp)
+            time.sleep(0.5)
+            srv = [p for p in e2elib.proc_descendants(sshd.pid)
+                   if p not in before]
+            tres[(k, nh)] = (rss_kb(d.pid), proc_pss_kb(d.pid),
+                             sum(rss_kb(p) for p in srv), len(srv))
+            stop_daemon(d)
+        # OpenSSH: one ssh (or autossh + ssh) per tunnel, a few measured.
+        per = {}
+        kinds = [("ssh", self.ssh)]
+        if self.autossh:
+            kinds.append(("autossh", self.autossh_proc))
+        else:
+            self.notes.append("autossh is not installed: its memory and "
+                              "recovery figures are missing")
+        for kind, start in kinds:
+            for cnt in m["ssh_mem"]:
+                before = set(e2elib.proc_descendants(sshd.pid))
+                ps = []
+                for i in range(cnt):
+                    ps.append(start("%s-mem%d-%d" % (kind, cnt, i), sshd,
+                                    cipher, [(alloc_port(), self.echo)]))
+                time.sleep(0.5)
+                pids = []
+                for p in ps:
+                    pids.append(p.pid)
+                    pids += e2elib.proc_descendants(p.pid)
+                rss = sum(rss_kb(p) for p in pids)
+                pss = sum(proc_pss_kb(p) for p in pids)
+                srv = [p for p in e2elib.proc_descendants(sshd.pid)
+                       if p not in before]
+                srss = sum(rss_kb(p) for p in srv)
+                per[(kind, cnt)] = (rss / cnt, pss / cnt, srss / cnt)
+                for p in ps:
+                    kill_proc(p)
+        for kind, _ in kinds:
+            big = max(m["ssh_mem"])
+            label = "ssh -N -L" if kind == "ssh" else "autossh+ssh"
+            for k, nh in layouts:
+                trss, tpss, tsrv, nsrv = tres[(k, nh)]
+                if k in m["ssh_mem"]:
+                    orss, opss, osrv = [v * k for v in per[(kind, k)]]
+                    how = "measured: %d %s" % (k, label)
+                else:
+                    orss, opss, osrv = [v * k for v in per[(kind, big)]]
+                    how = ("EXTRAPOLATED: %d x the mean of %d %s "
+                           "processes" % (k, big, label))
+                target, passed = None, None
+                if k >= 1000:
+                    target = "< 50 MiB"
+                    passed = trss < 50 * 1024
+                note = ("%s; PSS tunneld %.1f MiB vs %.1f MiB; server side "
+                        "(sshd children) %.1f MiB for %d sessions vs %.1f "
+                        "MiB for %d" % (how, tpss / 1024, opss / 1024,
+                                        tsrv / 1024, nh, osrv / 1024, k))
+                self.row("RSS %d tunnel%s/%d host%s vs %s" % (
+                    k, "s" if k > 1 else "", nh, "s" if nh > 1 else "",
+                    "ssh" if kind == "ssh" else "autossh"),
+                    kb_mib(trss), kb_mib(orss), "MiB",
+                    "1+%d" % min(k, big), target, passed, note)
+
+    def bench_recovery(self):
+        m = self.mode
+        if not self.autossh:
+            self.notes.append("recovery: autossh is not installed")
+            return
+        cipher = CIPHERS[0]
+        sshd = self.new_sshd("recovery", cipher)
+        self.write_known_hosts()
+        lt, la = alloc_port(), alloc_port()
+        d = self.tunneld("recovery", sshd, [(lt, self.echo)], extra={
+            "keepalive_interval": 2, "keepalive_count_max": 2,
+            "backoff_initial": 1.0, "backoff_max": 4.0,
+            "backoff_reset_after": 5})
+        a = self.autossh_proc("autossh-recovery", sshd, cipher,
+                              [(la, self.echo)])
+        res = {"tunneld": [], "openssh": []}
+        lost = {"tunneld": 0, "openssh": 0}
+        for run in range(m["rec_runs"]):
+            for port, who in ((lt, "tunneld"), (la, "openssh")):
+                if not wait_echo(port, 30):
+                    raise RuntimeError("recovery: %s not working before "
+                                       "fault %d" % (who, run + 1))
+            time.sleep(m["rec_settle"])
+            sshd.stop()
+            time.sleep(m["rec_down"])
+            sshd.start()
+            t0 = time.monotonic()
+            got = {}
+
+            def probe(port, who):
+                deadline = t0 + 40
+                while time.monotonic() < deadline:
+                    if echo_ok(port, timeout=1.5):
+                        got[who] = time.monotonic() - t0
+                        return
+                    time.sleep(0.02)
+            ths = [threading.Thread(target=probe, args=(lt, "tunneld"),
+                                    daemon=True),
+                   threading.Thread(target=probe, args=(la, "openssh"),
+                                    daemon=True)]
+            for th in ths:
+                th.start()
+            for th in ths:
+                th.join(45)
+            for who in res:
+                if who in got:
+                    res[who].append(got[who])
+                else:
+                    lost[who] += 1
+            self.log("   fault %d: back after %s" % (
+                run + 1, {k: round(v, 2) for k, v in got.items()}))
+            if not a.poll() is None:
+                self.notes.append("autossh exited %s after fault %d" % (
+                    a.returncode, run + 1))
+                break
+        stop_daemon(d)
+        kill_proc(a)
+        sshd.stop()
+        SSHDS.remove(sshd)
+        t, o = res["tunneld"], res["openssh"]
+        note = ("sshd killed, back after %.0f s; openssh column = autossh -M"
+                " 0, ServerAlive 2x2, AUTOSSH_GATETIME=0" % m["rec_down"])
+        if lost["tunneld"] or lost["openssh"]:
+            note += "; not back within 40 s: %s" % lost
+        self.row("recovery: sshd back -> first echo", median(t), median(o),
+                 "s", "%d+%d" % (len(t), len(o)), None, None, note)
+
+    # -- report ---------------------------------------------------------
+
+    def facts(self):
+        def cmd(args):
+            try:
+                r = subprocess.run(args, capture_output=True, text=True,
+                                   timeout=10)
+                return (r.stdout + r.stderr).strip().splitlines()[0]
+            except Exception:
+                return "?"
+        model = "?"
+        try:
+            with open("/proc/cpuinfo") as f:
+                for line in f:
+                    if line.startswith("model name"):
+                        model = line.split(":", 1)[1].strip()
+                        break
+        except OSError:
+            pass
+        return {
+            "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+            "mode": "quick" if self.args.quick else "full",
+            "nproc": os.cpu_count(),
+            "cpu": model,
+            "kernel": platform.release(),
+            "libssh": cmd(["dpkg-query", "-W", "-f", "${Version}",
+                           "libssh-4"]),
+            "openssh": cmd(["ssh", "-V"]),
+            "autossh": cmd(["autossh", "-V"]) if self.autossh else "-",
+            "tunneld": cmd([e2elib.TUNNELD_BIN, "-V"]),
+        }
+
+    def report(self):
+        f = self.facts()
+        lines = []
+        lines.append("tunneld bench, %s mode, %s; nproc %s (%s), kernel %s"
+                     % (f["mode"], f["date"], f["nproc"], f["cpu"],
+                        f["kernel"]))
+        lines.append("libssh %s; %s; %s; %s" % (f["libssh"], f["openssh"],
+                                                f["autossh"], f["tunneld"]))
+        lines.append("stream size %d MiB; medians over n runs (n = "
+                     "tunneld+openssh); ratio = tunneld/openssh"
+                     % (self.mode["bytes"] // MiB))
+        lines.append("")
+        hdr = ("figure", "tunneld", "openssh", "ratio", "unit", "n",
+               "target", "")
+        w = (46, 10, 10, 7, 9, 9, 9, 4)
+        table = [hdr]
+        for r in self.rows:
+            table.append((r["figure"], fmt(r["tunneld"]), fmt(r["openssh"]),
+                          "-" if r["ratio"] is None else
+                          "%.3fx" % r["ratio"], r["unit"], str(r["n"]),
+                          r["target"] or "-",
+                          {True: "PASS", False: "MISS",
+                           None: ""}[r["pass"]]))
+        for t in table:
+            lines.append("  ".join(("%-*s" if i in (0, 4, 5, 6, 7) else
+                                    "%*s") % (w[i], t[i])
+                                   for i in range(len(t))).rstrip())
+        notes = [(i + 1, r) for i, r in enumerate(self.rows) if r["note"]]
+        if notes:
+            lines.append("")
+            lines.append("notes:")
+            for _, r in notes:
+                lines.append("  %s: %s" % (r["figure"], r["note"]))
+        for n in self.notes:
+            lines.append("  ! %s" % n)
+        total = time.monotonic() - self.t_start
+        lines.append("")
+        lines.append("took %.0f s (%s)" % (total, ", ".join(
+            "%s %.0f s" % kv for kv in self.section_times.items())))
+        text = "\n".join(lines) + "\n"
+        print("\n" + text, flush=True)
+        out = self.args.out
+        with open(out, "w") as fh:
+            json.dump([{k: r[k] for k in ("figure", "tunneld", "openssh",
+                                          "ratio", "unit", "n", "target",
+                                          "pass", "note")}
+                       for r in self.rows], fh, indent=1)
+            fh.write("\n")
+        with open(os.path.splitext(out)[0] + ".txt", "w") as fh:
+            fh.write(text)
+        print("wrote %s and %s" % (out, os.path.splitext(out)[0] + ".txt"))
+
+
+def fmt(v):
+    if v is None:
+        return "n/a"
+    if isinstance(v, int):
+        return str(v)
+    if abs(v) >= 100:
+        return "%.0f" % v
+    if abs(v) >= 10:
+        return "%.1f" % v
+    return "%.2f" % v
+
+
+def kb_mib(kb):
+    return None if kb is None else kb / 1024.0
+
+
+def ok(t, o, pred):
+    if t is None or o in (None, 0):
+        return None
+    return bool(pred(t / o))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="small sizes, under 2 minutes")
+    ap.add_argument("--only", help="comma-separated sections: throughput,"
+                    "latency,concurrency,memory,recovery")
+    ap.add_argument("--bytes", type=int, help="stream size in MiB")
+    ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the work directory (logs, configs)")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args()
+
+    for b in ("ssh", "ssh-keygen", e2elib.SSHD_BIN):
+        if not shutil.which(b):
+            sys.exit("bench: %s is missing (make deps)" % b)
+    signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGHUP, _sigterm)
+    signal.signal(signal.SIGALRM, _sigalrm)
+    bench = Bench(args)
+    signal.alarm(bench.mode["budget"] + 60)
+    status = 0
+    try:
+        bench.log("bench: %s mode, work directory %s" % (
+            "quick" if args.quick else "full", bench.wd))
+        bench.setup()
+        bench.run()
+    except (KeyboardInterrupt, SystemExit, BenchTimeout) as e:
+        bench.notes.append("interrupted: %r" % e)
+        status = 1
+    except Exception as e:
+        bench.notes.append("failed: %s" % e)
+        traceback.print_exc()
+        status = 1
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        cleanup()
+        if args.keep or status:
+            print("bench: logs kept in %s" % bench.wd)
+        else:
+            shutil.rmtree(bench.wd, ignore_errors=True)
+    bench.report()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
