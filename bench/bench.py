@@ -72,6 +72,7 @@ class BenchTimeout(Exception):
 # Processes: every one is registered and stopped by PID.
 
 PROCS = []          # Popen objects (ssh, autossh, loadgen)
+FAILURES = []       # runs that failed: the work directory is kept
 DAEMONS = []        # e2elib.Tunneld
 SSHDS = []          # e2elib.Sshd
 
@@ -80,8 +81,8 @@ def spawn(cmd, log=None, env=None, **kw):
     out = open(log, "a") if log else subprocess.DEVNULL
     try:
         p = subprocess.Popen(cmd, stdin=kw.pop("stdin", subprocess.DEVNULL),
-                             stdout=kw.pop("stdout", out), stderr=out,
-                             env=env, **kw)
+                             stdout=kw.pop("stdout", out),
+                             stderr=kw.pop("stderr", out), env=env, **kw)
     finally:
         if log:
             out.close()
@@ -269,17 +270,21 @@ def read_line(p, timeout):
 
 def run_loadgen(args, timeout):
     """Run build/loadgen to completion; its JSON line, or raise."""
-    p = spawn([LOADGEN_BIN] + [str(a) for a in args], stdout=subprocess.PIPE)
+    p = spawn([LOADGEN_BIN] + [str(a) for a in args], stdout=subprocess.PIPE,
+              stderr=subprocess.PIPE)
     try:
-        out, _ = p.communicate(timeout=timeout)
+        out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         kill_proc(p)
+        FAILURES.append(args[0])
         raise RuntimeError("loadgen %s timed out" % args[0])
     finally:
         if p in PROCS:
             PROCS.remove(p)
     if p.returncode != 0:
-        raise RuntimeError("loadgen %s exited %s" % (args[0], p.returncode))
+        FAILURES.append(args[0])
+        raise RuntimeError("loadgen %s exited %s: %s" % (
+            args[0], p.returncode, err.decode(errors="replace").strip()))
     return json.loads(out.decode().strip().splitlines()[-1])
 
 
@@ -408,12 +413,16 @@ class Bench:
         DAEMONS.append(d)
         d.start()
         names = [t["name"] for t in tl]
-        code, out, err = d.tunctl("wait", *names, "--timeout", wait,
-                                  timeout=wait + 10)
-        if code != 0:
-            raise RuntimeError("tunneld %s: tunnels not up (tunctl wait %d:"
-                               " %s)\n%s" % (name, code, err.strip(),
-                                             tail(d.log, 30)))
+        deadline = time.monotonic() + wait
+        # tunctl requests are limited to 4 KiB: wait in batches.
+        for i in range(0, len(names), 200):
+            left = max(1, int(deadline - time.monotonic()))
+            code, out, err = d.tunctl("wait", *names[i:i + 200],
+                                      "--timeout", left, timeout=left + 10)
+            if code != 0:
+                raise RuntimeError("tunneld %s: tunnels not up (tunctl wait"
+                                   " %d: %s)\n%s" % (name, code, err.strip(),
+                                                     tail(d.log, 10)))
         return d
 
     def ssh_cmd(self, sshd, cipher, forwards, extra=()):
@@ -548,6 +557,9 @@ class Bench:
                         c1 = proc_cpu(pid)
                         res[key]["mbs"].append(nbytes / r["secs"] / 1e6)
                         res[key]["cpu"].append((c1 - c0) / gib)
+            if not d.alive():
+                self.notes.append("tunneld (%s) died during the throughput "
+                                  "runs: see %s" % (short, d.log))
             stop_daemon(d)
             kill_proc(s)
             for direction in ("client->target", "target->client"):
@@ -661,6 +673,7 @@ class Bench:
                     res[who] = self.conc_one(who, count, pid)
                 except RuntimeError as e:
                     self.log("   %s %d: %s" % (who, count, e))
+                    FAILURES.append("conc")
                     res[who] = None
                 if who == "tunneld":
                     alive = d.alive()
@@ -677,7 +690,7 @@ class Bench:
                 return None if r is None else r[k]
             note = "%d B each, ramp window %d; failures of %d" % (
                 CONC_SIZE, CONC_WINDOW, count)
-            if o is not None:
+            if o is not None and o["fail"]:
                 note += "; openssh: %s" % ", ".join(
                     "%s %d" % (k, o[k]) for k in ("connect", "reset",
                                                    "early_eof", "mismatch",
@@ -770,7 +783,8 @@ class Bench:
                     k, "s" if k > 1 else "", nh, "s" if nh > 1 else "",
                     "ssh" if kind == "ssh" else "autossh"),
                     kb_mib(trss), kb_mib(orss), "MiB",
-                    "1+%d" % min(k, big), target, passed, note)
+                    "1+%d%s" % (min(k, big), "" if k in m["ssh_mem"] else "*"),
+                    target, passed, note)
 
     def bench_recovery(self):
         m = self.mode
@@ -869,22 +883,25 @@ class Bench:
             "openssh": cmd(["ssh", "-V"]),
             "autossh": cmd(["autossh", "-V"]) if self.autossh else "-",
             "tunneld": cmd([e2elib.TUNNELD_BIN, "-V"]),
+            "tree": self.args.label or cmd(["git", "-C", ROOT, "describe",
+                                            "--always", "--dirty"]),
         }
 
     def report(self):
-        f = self.facts()
+        f = getattr(self, "machine", None) or self.facts()
         lines = []
         lines.append("tunneld bench, %s mode, %s; nproc %s (%s), kernel %s"
                      % (f["mode"], f["date"], f["nproc"], f["cpu"],
                         f["kernel"]))
-        lines.append("libssh %s; %s; %s; %s" % (f["libssh"], f["openssh"],
-                                                f["autossh"], f["tunneld"]))
+        lines.append("libssh %s; %s; %s; %s (tree %s)" % (
+            f["libssh"], f["openssh"], f["autossh"], f["tunneld"],
+            f["tree"]))
         lines.append("stream size %d MiB; medians over n runs (n = "
                      "tunneld+openssh); ratio = tunneld/openssh"
                      % (self.mode["bytes"] // MiB))
         lines.append("")
         hdr = ("figure", "tunneld", "openssh", "ratio", "unit", "n",
-               "target", "")
+               "target", "result")
         w = (46, 10, 10, 7, 9, 9, 9, 4)
         table = [hdr]
         for r in self.rows:
@@ -898,6 +915,13 @@ class Bench:
             lines.append("  ".join(("%-*s" if i in (0, 4, 5, 6, 7) else
                                     "%*s") % (w[i], t[i])
                                    for i in range(len(t))).rstrip())
+        if any(str(r["n"]).endswith("*") for r in self.rows):
+            lines.append("")
+            lines.append("* openssh value EXTRAPOLATED linearly from the "
+                         "processes measured (n after the +): one ssh per "
+                         "tunnel for 1,000 tunnels\n  would also need 1,000 "
+                         "sshd children (about 10 MiB each), so only a few "
+                         "are run.")
         notes = [(i + 1, r) for i, r in enumerate(self.rows) if r["note"]]
         if notes:
             lines.append("")
@@ -956,6 +980,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
     ap.add_argument("--keep", action="store_true",
                     help="keep the work directory (logs, configs)")
+    ap.add_argument("--label", help="what was measured (default: git "
+                    "describe of this tree)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
 
@@ -972,6 +998,7 @@ def main():
         bench.log("bench: %s mode, work directory %s" % (
             "quick" if args.quick else "full", bench.wd))
         bench.setup()
+        bench.machine = bench.facts()
         bench.run()
     except (KeyboardInterrupt, SystemExit, BenchTimeout) as e:
         bench.notes.append("interrupted: %r" % e)
@@ -985,7 +1012,7 @@ def main():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         cleanup()
-        if args.keep or status:
+        if args.keep or status or FAILURES or bench.notes:
             print("bench: logs kept in %s" % bench.wd)
         else:
             shutil.rmtree(bench.wd, ignore_errors=True)

@@ -32,10 +32,13 @@
 #include <event2/event.h>
 
 #include "tunneld.h"
+#include "socks.h"
 
 #define CHAN_BUF	(256 * 1024)	/* target -> client backlog */
 #define CHAN_BUDGET	(256 * 1024)	/* client bytes per chan per turn */
 
+static struct chan *chan_alloc(struct fwd *, const char *);
+static void	chan_set_callbacks(struct chan *);
 static void	chan_read_ev_cb(int, short, void *);
 static void	chan_write_ev_cb(int, short, void *);
 static void	chan_wait_cb(int, short, void *);
@@ -45,55 +48,182 @@ static void	chan_eof_cb(ssh_session, ssh_channel, void *);
 static void	chan_close_cb(ssh_session, ssh_channel, void *);
 static int	chan_open_call(struct chan *);
 static void	chan_pump_open(struct chan *);
-static void	chan_park(struct chan *);
 static void	chan_unlist(struct chan *);
 static void	chan_close_fd(struct chan *);
-static size_t	chan_send(struct chan *, const void *, size_t);
 static int	chan_to_channel(struct chan *, const void *, size_t);
 
 static unsigned char	chan_scratch[256 * 1024];
 
-/* Wrap an accepted connection; it waits for the link if the link is down. */
-struct chan *
-chan_new(struct fwd *f, int fd, const char *peer)
+/*
+ * Count bytes the way tunctl shows them: OUT from the side that connects
+ * (the client) to the target, IN back. A local tunnel's client is our
+ * socket; a remote tunnel's client arrives through the channel.
+ */
+#define CHAN_FROM_CHANNEL(c, n) do {					\
+	if (fwd_is_remote((c)->fwd))					\
+		(c)->fwd->bytes_out += (uint64_t)(n);			\
+	else								\
+		(c)->fwd->bytes_in += (uint64_t)(n);			\
+} while (0)
+#define CHAN_TO_CHANNEL(c, n) do {					\
+	if (fwd_is_remote((c)->fwd))					\
+		(c)->fwd->bytes_in += (uint64_t)(n);			\
+	else								\
+		(c)->fwd->bytes_out += (uint64_t)(n);			\
+} while (0)
+
+/* Allocate a chan on its tunnel, counted as an active connection. */
+static struct chan *
+chan_alloc(struct fwd *f, const char *peer)
 {
-	struct chan	*c;
-	struct timeval	 tv;
+	struct chan *c;
 
 	c = xcalloc(1, sizeof(*c));
 	c->fwd = f;
 	c->link = f->link;
-	c->fd = fd;
-	c->state = CHAN_WAITING;
+	c->fd = -1;
 	strlcpy_(c->peer, peer, sizeof(c->peer));
-	if ((c->ev_read = event_new(td->base, fd, EV_READ, chan_read_ev_cb,
-	    c)) == NULL ||
-	    (c->ev_write = event_new(td->base, fd, EV_WRITE, chan_write_ev_cb,
-	    c)) == NULL ||
-	    (c->out = evbuffer_new()) == NULL ||
-	    (c->pend = evbuffer_new()) == NULL)
-		fatalx("chan_new: out of memory");
+	if ((c->out = evbuffer_new()) == NULL ||
+	    (c->pend = evbuffer_new()) == NULL ||
+	    (c->ev_wait = evtimer_new(td->base, chan_wait_cb, c)) == NULL)
+		fatalx("chan_alloc: out of memory");
 	TAILQ_INSERT_TAIL(&f->chans, c, entry);
 	f->conns_active++;
 	f->conns_total++;
+	return (c);
+}
+
+/* Give a chan its client (or target) socket. */
+void
+chan_attach(struct chan *c, int fd)
+{
+	c->fd = fd;
+	if (c->ev_read == NULL) {
+		c->ev_read = event_new(td->base, fd, EV_READ, chan_read_ev_cb,
+		    c);
+		c->ev_write = event_new(td->base, fd, EV_WRITE,
+		    chan_write_ev_cb, c);
+		if (c->ev_read == NULL || c->ev_write == NULL)
+			fatalx("chan_attach: out of memory");
+		return;
+	}
+	event_assign(c->ev_read, td->base, fd, EV_READ, chan_read_ev_cb, c);
+	event_assign(c->ev_write, td->base, fd, EV_WRITE, chan_write_ev_cb, c);
+}
+
+/* Route a channel's data, EOF and close to the chan. */
+static void
+chan_set_callbacks(struct chan *c)
+{
+	ssh_callbacks_init(&c->cb);
+	c->cb.userdata = c;
+	c->cb.channel_data_function = chan_data_cb;
+	c->cb.channel_eof_function = chan_eof_cb;
+	c->cb.channel_close_function = chan_close_cb;
+	ssh_set_channel_callbacks(c->ch, &c->cb);
+}
+
+/*
+ * A connection ready to be carried waits for its link: served at once when
+ * the link is up, else for up to connect_wait seconds.
+ */
+void
+chan_link_wait(struct chan *c)
+{
+	struct fwd	*f = c->fwd;
+	struct timeval	 tv;
 
 	if (c->link->state == LINK_UP) {
 		chan_want(c);
-		return (c);
+		return;
 	}
 	if (f->tc->connect_wait == 0) {
 		f->conns_failed++;
-		chan_kill(c, "link is down and connect_wait is 0");
-		return (NULL);
+		if (c->socks != NULL)
+			chan_socks_refuse(c, SOCKS5_NET_UNREACH,
+			    "link is down and connect_wait is 0");
+		else
+			chan_kill(c, "link is down and connect_wait is 0");
+		return;
 	}
 	log_debug("tunnel %s: connection from %s waits up to %d s for link "
-	    "%s", f->tc->name, peer, f->tc->connect_wait, c->link->hc->name);
-	if ((c->ev_wait = evtimer_new(td->base, chan_wait_cb, c)) == NULL)
-		fatalx("chan_new: out of memory");
+	    "%s", f->tc->name, c->peer, f->tc->connect_wait,
+	    c->link->hc->name);
 	tv.tv_sec = f->tc->connect_wait;
 	tv.tv_usec = 0;
 	evtimer_add(c->ev_wait, &tv);
+}
+
+/* Wrap an accepted connection: SOCKS first for dynamic tunnels. */
+struct chan *
+chan_new(struct fwd *f, int fd, const char *peer)
+{
+	struct chan *c;
+
+	c = chan_alloc(f, peer);
+	c->state = CHAN_WAITING;
+	chan_attach(c, fd);
+	if (f->tc->type == TUNNEL_DYNAMIC)
+		chan_socks_start(c);
+	else
+		chan_link_wait(c);
 	return (c);
+}
+
+/*
+ * A channel the server opened for a remote tunnel: connect its target here.
+ * Bytes that arrive meanwhile stay inside libssh.
+ */
+struct chan *
+chan_new_forwarded(struct fwd *f, ssh_channel ch, const char *peer)
+{
+	struct chan *c;
+
+	c = chan_alloc(f, peer);
+	c->ch = ch;
+	c->state = CHAN_CONNECTING;
+	chan_set_callbacks(c);
+	if (f->tc->type == TUNNEL_REMOTE_DYNAMIC)
+		chan_socks_start(c);	/* the channel names the target */
+	else
+		chan_connect(c, &f->tc->target);
+	return (c);
+}
+
+/* The target accepted the connection: start relaying. */
+void
+chan_connected(struct chan *c)
+{
+	c->state = CHAN_OPEN;
+	c->leftover = 1;	/* whatever libssh kept while we connected */
+	log_debug("tunnel %s: connection from %s open", c->fwd->tc->name,
+	    c->peer);
+	if (c->socks != NULL)
+		chan_socks_connected(c, 1, NULL);
+	if (evbuffer_get_length(c->out) > 0)
+		event_add(c->ev_write, NULL);	/* data sent with the request */
+	chan_want(c);
+}
+
+/* The target could not be reached: close the channel, count, report. */
+void
+chan_connect_failed(struct chan *c, const char *why)
+{
+	struct endpoint	ep;
+	char		tgt[PATH_MAXLEN + 16];
+
+	if (chan_socks_target(c, &ep) == 0)
+		endpoint_format(&ep, 0, tgt, sizeof(tgt));
+	else
+		endpoint_format(&c->fwd->tc->target, 0, tgt, sizeof(tgt));
+	c->fwd->conns_failed++;
+	fwd_note_error(c->fwd, "connect to %s failed: %s", tgt, why);
+	if (c->socks != NULL) {
+		chan_socks_connected(c, 0, why);
+		return;
+	}
+	c->state = CHAN_OPEN;
+	chan_kill(c, why);
 }
 
 /* Free a dead chan: its channel (callbacks first), events and buffers. */
@@ -113,6 +243,7 @@ chan_free(struct chan *c)
 		event_free(c->ev_write);
 	if (c->ev_wait != NULL)
 		event_free(c->ev_wait);
+	free(c->socks);
 	if (c->out != NULL)
 		evbuffer_free(c->out);
 	if (c->pend != NULL)
@@ -158,6 +289,7 @@ chan_kill(struct chan *c, const char *why)
 	if (why != NULL && c->fd != -1)
 		log_debug("tunnel %s: connection from %s closed: %s",
 		    f->tc->name, c->peer, why);
+	chan_connect_cancel(c);
 	chan_close_fd(c);
 	if (c->state == CHAN_OPENING && c->ch != NULL &&
 	    c->link->session != NULL) {
@@ -189,7 +321,7 @@ chan_link_lost(struct chan *c)
 		c->ch = NULL;
 	}
 	chan_unlist(c);
-	if (c->state == CHAN_OPENING || c->state == CHAN_OPEN) {
+	if (c->state != CHAN_WAITING && c->state != CHAN_DEAD) {
 		c->state = CHAN_OPEN;
 		chan_kill(c, "link lost");
 	}
@@ -241,7 +373,7 @@ chan_want(struct chan *c)
 }
 
 /* Wait for the next packet or for the session's output to drain. */
-static void
+void
 chan_park(struct chan *c)
 {
 	if (c->where == CHAN_PARKED)
@@ -256,9 +388,14 @@ chan_park(struct chan *c)
 static void
 chan_read_ev_cb(int fd, short what, void *arg)
 {
+	struct chan *c = arg;
+
 	(void)fd;
 	(void)what;
-	chan_want(arg);
+	if (c->state == CHAN_SOCKS)
+		chan_socks_read(c);	/* no SSH involved yet */
+	else
+		chan_want(c);
 }
 
 /* The client socket has room: send the backlog. */
@@ -270,6 +407,10 @@ chan_write_ev_cb(int fd, short what, void *arg)
 	char		 why[128];
 
 	(void)what;
+	if (c->state == CHAN_CONNECTING) {
+		chan_connect_done(c);
+		return;
+	}
 	n = evbuffer_write(c->out, fd);
 	if (n == -1 && errno != EAGAIN && errno != EINTR) {
 		snprintf(why, sizeof(why), "send to client: %s",
@@ -279,6 +420,10 @@ chan_write_ev_cb(int fd, short what, void *arg)
 	}
 	if (evbuffer_get_length(c->out) > 0)
 		event_add(c->ev_write, NULL);
+	else if (c->closing) {
+		chan_kill(c, "refused");
+		return;
+	}
 	if (evbuffer_get_length(c->out) <= CHAN_BUF / 2 &&
 	    (c->leftover || c->remote_eof))
 		chan_want(c);
@@ -293,12 +438,20 @@ chan_wait_cb(int fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (c->state == CHAN_SOCKS) {
+		c->fwd->conns_failed++;
+		chan_kill(c, "SOCKS request not finished in time");
+		return;
+	}
 	if (c->state != CHAN_WAITING)
 		return;
 	c->fwd->conns_failed++;
 	snprintf(why, sizeof(why), "link %s not up within connect_wait "
 	    "(%d s)", c->link->hc->name, c->fwd->tc->connect_wait);
-	chan_kill(c, why);
+	if (c->socks != NULL)
+		chan_socks_refuse(c, SOCKS5_NET_UNREACH, why);
+	else
+		chan_kill(c, why);
 }
 
 /*
@@ -306,7 +459,7 @@ chan_wait_cb(int fd, short what, void *arg)
  * queued, the rest into the out buffer up to CHAN_BUF. Returns how many
  * bytes were taken; 0 also when the client is gone (the chan is killed).
  */
-static size_t
+size_t
 chan_send(struct chan *c, const void *data, size_t len)
 {
 	size_t	have, taken = 0, n;
@@ -352,7 +505,7 @@ chan_to_channel(struct chan *c, const void *data, size_t len)
 	w = ssh_channel_write(c->ch, data, (uint32_t)len);
 	if (w < 0)
 		return (-1);
-	c->fwd->bytes_out += (uint64_t)w;
+	CHAN_TO_CHANNEL(c, w);
 	if ((size_t)w < len)
 		evbuffer_add(c->pend, (const char *)data + w, len - (size_t)w);
 	return (0);
@@ -368,11 +521,20 @@ chan_data_cb(ssh_session s, ssh_channel ch, void *data, uint32_t len,
 
 	(void)s;
 	(void)ch;
+	if (c->state == CHAN_CONNECTING) {
+		c->leftover = 1;	/* keep it until the target answers */
+		return (0);
+	}
+	if (c->state == CHAN_SOCKS) {
+		n = chan_socks_input(c, data, len);
+		c->leftover = n < len;
+		return ((int)n);
+	}
 	if (is_stderr || c->state == CHAN_DEAD || c->fd == -1)
 		return ((int)len);
 	n = chan_send(c, data, len);
 	if (c->fwd != NULL)
-		c->fwd->bytes_in += n;
+		CHAN_FROM_CHANNEL(c, n);
 	c->leftover = n < len;
 	return ((int)n);
 }
@@ -407,6 +569,7 @@ static int
 chan_open_call(struct chan *c)
 {
 	const struct endpoint	*t;
+	struct endpoint		 socks_ep;
 	const char		*orig = "127.0.0.1";
 	char			 host[HOST_MAXLEN + 1];
 	char			*colon;
@@ -415,6 +578,8 @@ chan_open_call(struct chan *c)
 	if (c->fwd == NULL)
 		return (ssh_channel_open_forward(c->ch, "-", 0, orig, 0));
 	t = &c->fwd->tc->target;
+	if (chan_socks_target(c, &socks_ep) == 0)
+		t = &socks_ep;
 	/* c->peer is "addr:port" or "[v6]:port" for TCP clients. */
 	if (c->peer[0] == '[') {
 		strlcpy_(host, c->peer + 1, sizeof(host));
@@ -442,6 +607,7 @@ chan_pump(struct chan *c)
 {
 	struct link	*l = c->link;
 	struct fwd	*f = c->fwd;
+	struct endpoint	 ep;
 	char		 tgt[PATH_MAXLEN + 16];
 	int		 rc;
 
@@ -455,12 +621,7 @@ chan_pump(struct chan *c)
 			chan_kill(c, "cannot create a channel");
 			return;
 		}
-		ssh_callbacks_init(&c->cb);
-		c->cb.userdata = c;
-		c->cb.channel_data_function = chan_data_cb;
-		c->cb.channel_eof_function = chan_eof_cb;
-		c->cb.channel_close_function = chan_close_cb;
-		ssh_set_channel_callbacks(c->ch, &c->cb);
+		chan_set_callbacks(c);
 		c->state = CHAN_OPENING;
 		/* FALLTHROUGH */
 	case CHAN_OPENING:
@@ -477,11 +638,17 @@ chan_pump(struct chan *c)
 				chan_kill(c, NULL);
 				return;
 			}
-			endpoint_format(&f->tc->target, 0, tgt, sizeof(tgt));
+			if (chan_socks_target(c, &ep) != 0)
+				ep = f->tc->target;
+			endpoint_format(&ep, 0, tgt, sizeof(tgt));
 			f->conns_failed++;
 			fwd_note_error(f, "connect to %s from %s failed: %s",
 			    tgt, l->hc->name, ssh_get_error(l->session));
-			chan_kill(c, "channel open refused");
+			if (c->socks != NULL)
+				chan_socks_opened(c, 0,
+				    ssh_get_error(l->session));
+			else
+				chan_kill(c, "channel open refused");
 			return;
 		}
 		c->state = CHAN_OPEN;
@@ -491,10 +658,23 @@ chan_pump(struct chan *c)
 		}
 		log_debug("tunnel %s: connection from %s open", f->tc->name,
 		    c->peer);
+		if (c->socks != NULL)
+			chan_socks_opened(c, 1, NULL);
 		/* FALLTHROUGH */
 	case CHAN_OPEN:
 		chan_pump_open(c);
 		return;
+	case CHAN_SOCKS:
+		if (c->ch == NULL)
+			return;
+		chan_socks_step(c);	/* remote-dynamic */
+		if (c->state == CHAN_DEAD || c->sreply_len == 0)
+			return;
+		if (chan_to_channel(c, c->sreply, c->sreply_len) == -1)
+			chan_kill(c, "channel write failed");
+		c->sreply_len = 0;
+		return;
+	case CHAN_CONNECTING:
 	case CHAN_DEAD:
 		return;
 	}
@@ -505,14 +685,22 @@ static void
 chan_pump_open(struct chan *c)
 {
 	struct link	*l = c->link;
-	struct fwd	*f = c->fwd;
 	size_t		 len, n, space, budget = CHAN_BUDGET;
 	ssize_t		 r;
 	uint32_t	 win;
 	int		 w, rd;
 	char		 why[128];
 
-	if (c->fd == -1) {
+	if (c->sreply_len > 0) {
+		/* remote-dynamic: the SOCKS answer goes first. */
+		if (chan_to_channel(c, c->sreply, c->sreply_len) == -1) {
+			chan_kill(c, "channel write failed");
+			return;
+		}
+		c->sreply_len = 0;
+	}
+	if (c->fd == -1 || (c->closing && c->ch != NULL &&
+	    fwd_is_remote(c->fwd))) {
 		chan_kill(c, NULL);
 		return;
 	}
@@ -528,7 +716,7 @@ chan_pump_open(struct chan *c)
 			c->leftover = 0;
 			break;
 		}
-		f->bytes_in += (uint64_t)rd;
+		CHAN_FROM_CHANNEL(c, rd);
 		chan_send(c, chan_scratch, (size_t)rd);
 		if (c->state == CHAN_DEAD)
 			return;
@@ -561,7 +749,7 @@ chan_pump_open(struct chan *c)
 			return;
 		}
 		evbuffer_drain(c->pend, (size_t)w);
-		f->bytes_out += (uint64_t)w;
+		CHAN_TO_CHANNEL(c, w);
 	}
 
 	/* Then read the client, never more than the window takes. */

@@ -35,9 +35,9 @@ static const struct conf_feature {
 	int		 supported;
 } conf_features[] = {
 	{ "local",		1 },
-	{ "remote",		0 },
-	{ "dynamic",		0 },
-	{ "remote-dynamic",	0 },
+	{ "remote",		1 },
+	{ "dynamic",		1 },
+	{ "remote-dynamic",	1 },
 	{ "jump",		0 },
 };
 

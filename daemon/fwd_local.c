@@ -36,8 +36,6 @@ static void	fwd_accept_cb(struct evconnlistener *, evutil_socket_t,
 static void	fwd_accept_error_cb(struct evconnlistener *, void *);
 static void	fwd_accept_resume_cb(int, short, void *);
 static void	fwd_retry_cb(int, short, void *);
-static void	fwd_schedule_bind_retry(struct fwd *);
-static void	fwd_settle(struct fwd *);
 
 /* Names of tunnel states, as tunctl shows them. */
 const char *
@@ -72,6 +70,8 @@ fwd_new(struct link *l, const struct tunnel_conf *tc)
 	f->since = time(NULL);
 	f->since_mono = monotime();
 	TAILQ_INIT(&f->chans);
+	if (fwd_is_remote(f))
+		l->nremote++;
 	if ((f->ev_retry = evtimer_new(td->base, fwd_retry_cb, f)) == NULL ||
 	    (f->ev_accept = evtimer_new(td->base, fwd_accept_resume_cb,
 	    f)) == NULL)
@@ -88,6 +88,8 @@ fwd_free(struct fwd *f)
 
 	if (f == NULL)
 		return;
+	if (fwd_is_remote(f))
+		fwd_remote_stop(f);
 	fwd_unbind(f);
 	while ((c = TAILQ_FIRST(&f->chans)) != NULL) {
 		chan_link_lost(c);
@@ -95,6 +97,8 @@ fwd_free(struct fwd *f)
 			chan_kill(c, "tunnel stopped");
 	}
 	TAILQ_REMOVE(&f->link->fwds, f, entry);
+	if (fwd_is_remote(f))
+		f->link->nremote--;
 	event_free(f->ev_retry);
 	event_free(f->ev_accept);
 	free(f->tc);
@@ -153,16 +157,20 @@ fwd_note_error(struct fwd *f, const char *fmt, ...)
 	log_warnx("tunnel %s: %s", f->tc->name, f->last_error);
 }
 
-/* Set the state an enabled, bound tunnel has given its link. */
-static void
+/* Set the state an enabled tunnel has, given its listener and its link. */
+void
 fwd_settle(struct fwd *f)
 {
+	int ready = fwd_is_remote(f) ? f->remote_bound : f->listener != NULL;
+
 	if (!f->enabled)
 		fwd_set_state(f, FWD_DOWN, NULL);
-	else if (f->listener == NULL)
+	else if (f->state == FWD_FAILED && !ready && f->link->state == LINK_UP)
+		return;		/* a retry is pending */
+	else if (!fwd_is_remote(f) && !ready)
 		return;		/* failed, a bind retry is pending */
 	else if (f->link->state == LINK_UP)
-		fwd_set_state(f, FWD_UP, NULL);
+		fwd_set_state(f, ready ? FWD_UP : FWD_STARTING, NULL);
 	else if (f->link->state == LINK_CONNECTING &&
 	    f->state != FWD_UP && f->state != FWD_WAITING)
 		fwd_set_state(f, FWD_STARTING, NULL);	/* first connect */
@@ -182,12 +190,19 @@ fwd_enable(struct fwd *f)
 	int	rc = 0;
 
 	f->enabled = 1;
+	if (fwd_is_remote(f)) {
+		link_update(f->link);
+		link_retry_now(f->link);
+		fwd_remote_start(f);
+		fwd_settle(f);
+		return (0);
+	}
 	if (f->listener == NULL) {
 		evtimer_del(f->ev_retry);
 		if (fwd_bind(f, err, sizeof(err)) == -1) {
 			fwd_set_state(f, FWD_FAILED, "%s", err);
 			log_warnx("tunnel %s: %s", f->tc->name, err);
-			fwd_schedule_bind_retry(f);
+			fwd_schedule_retry(f);
 			rc = -1;
 		} else
 			f->bind_failures = 0;
@@ -206,6 +221,8 @@ fwd_disable(struct fwd *f)
 
 	f->enabled = 0;
 	evtimer_del(f->ev_retry);
+	if (fwd_is_remote(f))
+		fwd_remote_stop(f);
 	fwd_unbind(f);
 	for (c = TAILQ_FIRST(&f->chans); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, entry);
@@ -231,6 +248,10 @@ fwd_link_up(struct fwd *f)
 
 	TAILQ_FOREACH(c, &f->chans, entry)
 		chan_want(c);
+	if (fwd_is_remote(f)) {
+		f->bind_failures = 0;
+		fwd_remote_start(f);	/* every reconnect asks again */
+	}
 	if (f->enabled)
 		fwd_settle(f);
 }
@@ -239,6 +260,12 @@ fwd_link_up(struct fwd *f)
 void
 fwd_link_down(struct fwd *f)
 {
+	if (fwd_is_remote(f)) {
+		/* The server dropped our listener with the session. */
+		evtimer_del(f->ev_retry);
+		f->remote_bound = 0;
+		f->bound_port = 0;
+	}
 	if (f->enabled)
 		fwd_settle(f);
 }
@@ -409,8 +436,8 @@ fwd_unbind(struct fwd *f)
 }
 
 /* Retry a failed bind with the link's backoff parameters. */
-static void
-fwd_schedule_bind_retry(struct fwd *f)
+void
+fwd_schedule_retry(struct fwd *f)
 {
 	const struct host_conf	*hc = f->link->hc;
 	struct timeval		 tv;
@@ -433,11 +460,15 @@ fwd_retry_cb(int fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (fwd_is_remote(f)) {
+		fwd_remote_start(f);
+		return;
+	}
 	if (!f->enabled || f->listener != NULL)
 		return;
 	if (fwd_bind(f, err, sizeof(err)) == -1) {
 		fwd_set_state(f, FWD_FAILED, "%s", err);
-		fwd_schedule_bind_retry(f);
+		fwd_schedule_retry(f);
 		return;
 	}
 	log_info("tunnel %s: listening again", f->tc->name);

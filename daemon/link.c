@@ -86,6 +86,7 @@ link_new(const struct host_conf *hc)
 	TAILQ_INIT(&l->fwds);
 	TAILQ_INIT(&l->ready);
 	TAILQ_INIT(&l->parked);
+	TAILQ_INIT(&l->greqs);
 	if ((l->ev_timer = evtimer_new(td->base, link_timer_cb, l)) == NULL ||
 	    (l->ev_keepalive = event_new(td->base, -1, EV_PERSIST,
 	    link_keepalive_cb, l)) == NULL ||
@@ -440,7 +441,7 @@ link_close_session(struct link *l)
 		l->fd = -1;
 	}
 	l->phase = PHASE_NONE;
-	l->greq_busy = 0;
+	greq_clear(l);
 	l->ka_missed = 0;
 	l->out_blocked = 0;
 	l->want_write = 0;

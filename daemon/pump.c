@@ -10,13 +10,9 @@
  * chan its turn, collects the answer to the global request in flight,
  * flushes, and re-arms the event.
  *
- * libssh 0.10 keeps one global-request slot per session, shared by
- * keepalives and tcpip-forward requests, and offers no way to learn when
- * the answer to a keepalive@openssh.com request arrived. The answer is
- * collected by calling ssh_channel_cancel_forward() while the slot is
- * pending: in that state the call sends nothing and reports the pending
- * request's outcome. Liveness itself is judged by packets received (the
- * session's packet counter), not by the reply.
+ * Global requests (keepalives, tcpip-forward, cancels) go through the
+ * link's queue in greq.c, one at a time. Liveness is judged by packets
+ * received (the session's packet counter), not by the keepalive's reply.
  */
 #include <sys/types.h>
 
@@ -24,7 +20,6 @@
 #include <string.h>
 
 #include <event2/event.h>
-#include <libssh/server.h>
 
 #include "tunneld.h"
 
@@ -34,7 +29,6 @@
 static void	pump_io_cb(int, short, void *);
 static int	pump_read(struct link *);
 static void	pump_chans(struct link *);
-static void	pump_greq(struct link *);
 static int	pump_check_session(struct link *);
 
 /* The session is handed to libssh: watch its socket. */
@@ -129,6 +123,12 @@ pump_read(struct link *l)
 		rc = ssh_event_dopoll(l->sev, 0);
 		if (rc == SSH_ERROR)
 			return (pump_check_session(l) == -1 ? -1 : 0);
+		/*
+		 * Collect a global answer at once: libssh reads the port a
+		 * tcpip-forward for port 0 got from its last packet.
+		 */
+		if (l->greq_busy)
+			greq_run(l);
 		if (l->sockc.in_bytes == before)
 			break;
 	}
@@ -165,23 +165,6 @@ pump_chans(struct link *l)
 		TAILQ_REMOVE(&work, c, ready_entry);
 		c->where = CHAN_NOWHERE;
 	}
-}
-
-/* Collect the answer to the global request in flight. */
-static void
-pump_greq(struct link *l)
-{
-	int rc;
-
-	if (!l->greq_busy)
-		return;
-	rc = ssh_channel_cancel_forward(l->session, "", 0);
-	if (rc == SSH_AGAIN)
-		return;
-	l->greq_busy = 0;
-	l->rtt_us = (long)((monotime() - l->greq_sent) * 1e6);
-	log_debug("link %s: keepalive answered in %ld us", l->hc->name,
-	    l->rtt_us);
 }
 
 /* Run the link's session: handshake, or move data when up. */
@@ -229,12 +212,18 @@ pump_run(struct link *l)
 			return;
 		}
 	}
+	/*
+	 * Chans first: ssh_get_error() still holds the reason of a refused
+	 * channel open, which polling for forwarded channels overwrites.
+	 */
 	pump_chans(l);
+	if (l->session != NULL && l->nremote > 0)
+		fwd_remote_accept(l);
 	if (l->session == NULL) {
 		l->in_pump = 0;
 		return;
 	}
-	pump_greq(l);
+	greq_run(l);
 	rc = ssh_blocking_flush(l->session, 0);
 	if (rc == SSH_ERROR) {
 		l->in_pump = 0;
@@ -269,11 +258,7 @@ pump_keepalive_tick(struct link *l)
 		    l->ka_missed * l->hc->keepalive_interval, l->ka_missed);
 		return;
 	}
-	if (!l->greq_busy) {
-		/* Always SSH_OK; the answer is collected by pump_greq(). */
-		ssh_send_keepalive(l->session);
-		l->greq_busy = 1;
-		l->greq_sent = monotime();
-	}
+	if (!greq_pending(l, GREQ_KEEPALIVE, NULL))
+		greq_push(l, GREQ_KEEPALIVE, NULL, NULL, 0);
 	pump_run(l);
 }

@@ -31,7 +31,7 @@
 #include <stdint.h>
 
 #define SOCKS_HOST_MAX		255	/* a domain name, 4a name or userid */
-#define SOCKS_MSG_MAX		520	/* SOCKS4a: 8 + 255+1 userid + 255+1 host */
+#define SOCKS_MSG_MAX		520	/* 4a: 8 + 256 user id + 256 host */
 #define SOCKS_REPLY_MAX		22	/* SOCKS5 with an IPv6 bound address */
 #define SOCKS_ERROR_MAX		80
 
@@ -81,7 +81,7 @@ enum socks_phase {
 struct socks {
 	enum socks_phase phase;
 	int		 version;		/* 4 or 5; 0 until known */
-	uint8_t		 cmd;			/* SOCKS_CMD_CONNECT when done */
+	uint8_t		 cmd;			/* SOCKS_CMD_CONNECT if done */
 	uint8_t		 atyp;			/* SOCKS_ATYP_* */
 	uint8_t		 addr[16];		/* IPv4 (4 bytes) or IPv6 */
 	char		 host[SOCKS_HOST_MAX + 1]; /* address text or name */
@@ -89,7 +89,14 @@ struct socks {
 	char		 error[SOCKS_ERROR_MAX];	/* why SOCKS_ERROR */
 };
 
-/* socks.c */
+/*
+ * socks.c: socks_parse(s, buf, len, &used, reply, &replylen) as above;
+ * socks_reply_ok/_bound/_fail(s, ..., reply) return the reply length (0
+ * if the version is unknown); socks_map_open_failure(reason, text) turns
+ * an SSH channel-open failure into a SOCKS5 code (never 0),
+ * socks_map_ssh_error() does it from libssh's ssh_get_error() text and
+ * socks_map_errno() from a local connect errno (remote-dynamic).
+ */
 void		 socks_init(struct socks *);
 enum socks_result socks_parse(struct socks *, const uint8_t *, size_t,
 		    size_t *, uint8_t *, size_t *);

@@ -44,6 +44,7 @@ struct evbuffer;
 struct evconnlistener;
 struct evdns_getaddrinfo_request;
 struct evutil_addrinfo;
+struct socks;
 
 /* Tunnel kinds, as named in tunnels.conf. */
 enum tunnel_type {
@@ -124,6 +125,21 @@ struct conf {
 	int			 ntunnels;
 };
 
+/* Global requests a link sends one at a time (greq.c). */
+enum greq_type {
+	GREQ_KEEPALIVE,
+	GREQ_LISTEN,
+	GREQ_CANCEL,
+};
+
+struct greq {
+	TAILQ_ENTRY(greq)	 entry;		/* on link->greqs */
+	enum greq_type		 type;
+	struct fwd		*fwd;		/* who asked; NULL once gone */
+	char			 addr[HOST_MAXLEN + 1];
+	int			 port;
+};
+
 /* Link states, as tunctl shows them. */
 enum link_state {
 	LINK_IDLE,
@@ -186,13 +202,15 @@ struct link {
 	/* Keepalive and the global-request slot. */
 	uint64_t		 ka_rx_mark;	/* pktc.in_packets at the last tick */
 	int			 ka_missed;
-	int			 greq_busy;	/* a global request in flight */
+	int			 greq_busy;	/* the first greq is in flight */
 	double			 greq_sent;	/* monotonic send time */
+	TAILQ_HEAD(, greq)	 greqs;
 
 	int			 out_blocked;	/* session output not flushed */
 	uint64_t		 pump_rx_mark;	/* pktc.in_packets at the last pump */
 
 	TAILQ_HEAD(, fwd)	 fwds;
+	int			 nremote;	/* remote-kind fwds */
 	TAILQ_HEAD(, chan)	 ready;		/* chans with work for the pump */
 	TAILQ_HEAD(, chan)	 parked;	/* chans waiting for a packet */
 };
@@ -220,6 +238,7 @@ struct fwd {
 	int			 enabled;	/* admin state: up or down */
 	struct evconnlistener	*listener;
 	int			 bound_port;	/* the actual port, 0 if none */
+	int			 remote_bound;	/* the server listens for us */
 	int			 bind_failures;
 	struct event		*ev_retry;	/* bind retry */
 	struct event		*ev_accept;	/* re-enable accept after EMFILE */
@@ -237,6 +256,8 @@ struct fwd {
 enum chan_state {
 	CHAN_WAITING,		/* accepted, waiting for the link */
 	CHAN_OPENING,		/* direct-tcpip sent, no answer yet */
+	CHAN_CONNECTING,	/* forwarded channel, connecting the target */
+	CHAN_SOCKS,		/* reading the SOCKS request */
 	CHAN_OPEN,
 	CHAN_DEAD,
 };
@@ -261,7 +282,10 @@ struct chan {
 	ssh_channel		 ch;
 	struct ssh_channel_callbacks_struct cb;
 	struct event		*ev_wait;	/* connect_wait deadline */
-	struct link		*link;		/* back pointer, NULL once reaped */
+	struct link		*link;		/* back pointer */
+	struct evdns_getaddrinfo_request *dnsreq;
+	struct evutil_addrinfo	*ai;		/* target addresses, owned */
+	struct evutil_addrinfo	*ai_next;
 
 	int			 local_eof;	/* read EOF from the client */
 	int			 eof_sent;	/* sent SSH EOF */
@@ -269,6 +293,10 @@ struct chan {
 	int			 remote_closed;	/* got SSH CLOSE */
 	int			 shut_wr;	/* shutdown(SHUT_WR) done */
 	int			 leftover;	/* bytes left inside libssh */
+	int			 closing;	/* close once the output is out */
+	struct socks		*socks;		/* dynamic kinds: the request */
+	uint8_t			 sreply[24];	/* SOCKS reply for the channel */
+	size_t			 sreply_len;
 	char			 peer[HOST_MAXLEN + 16];
 };
 
@@ -407,12 +435,42 @@ void	 link_kick(struct link *);
 /* handshake.c */
 int	 handshake_step(struct link *);
 
+/* greq.c */
+void	 greq_push(struct link *, enum greq_type, struct fwd *, const char *,
+	    int);
+int	 greq_pending(struct link *, enum greq_type, struct fwd *);
+void	 greq_forget(struct link *, struct fwd *);
+void	 greq_clear(struct link *);
+void	 greq_run(struct link *);
+
 /* pump.c */
 void	 pump_start(struct link *);
 void	 pump_stop(struct link *);
 void	 pump_run(struct link *);
 void	 pump_update_event(struct link *);
 void	 pump_keepalive_tick(struct link *);
+
+/* fwd_remote.c */
+void	 fwd_remote_start(struct fwd *);
+void	 fwd_remote_stop(struct fwd *);
+void	 fwd_remote_bound(struct fwd *, int, int, const char *);
+void	 fwd_remote_accept(struct link *);
+int	 fwd_is_remote(const struct fwd *);
+
+/* chan_socks.c */
+void	 chan_socks_start(struct chan *);
+void	 chan_socks_refuse(struct chan *, int, const char *);
+void	 chan_socks_read(struct chan *);
+size_t	 chan_socks_input(struct chan *, const void *, size_t);
+void	 chan_socks_step(struct chan *);
+void	 chan_socks_opened(struct chan *, int, const char *);
+void	 chan_socks_connected(struct chan *, int, const char *);
+int	 chan_socks_target(const struct chan *, struct endpoint *);
+
+/* chan_connect.c */
+void	 chan_connect(struct chan *, const struct endpoint *);
+void	 chan_connect_cancel(struct chan *);
+void	 chan_connect_done(struct chan *);
 
 /* fwd_local.c */
 struct fwd *fwd_new(struct link *, const struct tunnel_conf *);
@@ -423,6 +481,8 @@ void	 fwd_disable(struct fwd *);
 void	 fwd_restart(struct fwd *);
 void	 fwd_link_up(struct fwd *);
 void	 fwd_link_down(struct fwd *);
+void	 fwd_settle(struct fwd *);
+void	 fwd_schedule_retry(struct fwd *);
 void	 fwd_set_state(struct fwd *, enum fwd_state, const char *, ...)
 	    __attribute__((format(printf, 3, 4)));
 void	 fwd_note_error(struct fwd *, const char *, ...)
@@ -431,12 +491,19 @@ const char *fwd_state_name(enum fwd_state);
 
 /* chan.c */
 struct chan *chan_new(struct fwd *, int, const char *);
+struct chan *chan_new_forwarded(struct fwd *, ssh_channel, const char *);
 void	 chan_free(struct chan *);
 void	 chan_kill(struct chan *, const char *);
 void	 chan_want(struct chan *);
 void	 chan_pump(struct chan *);
 void	 chan_link_lost(struct chan *);
 void	 chan_reap_all(void);
+void	 chan_attach(struct chan *, int);
+void	 chan_link_wait(struct chan *);
+size_t	 chan_send(struct chan *, const void *, size_t);
+void	 chan_park(struct chan *);
+void	 chan_connected(struct chan *);
+void	 chan_connect_failed(struct chan *, const char *);
 void	 chan_reap_cb(int, short, void *);
 
 /* control.c */

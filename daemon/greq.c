@@ -1,0 +1,161 @@
+/*
+ * greq.c: a link's queue of global requests.
+ *
+ * libssh 0.10 keeps a single global-request slot per session, shared by
+ * keepalive@openssh.com, tcpip-forward and cancel-tcpip-forward. A request
+ * sent while another is pending does not go out: the call collects the
+ * pending one's answer instead. So a link sends one global request at a
+ * time, in order, and collects each answer by repeating the call that sent
+ * it: in the pending state the call sends nothing and reports SSH_AGAIN
+ * until the answer has been read.
+ *
+ * ssh_send_keepalive() always answers SSH_OK, so a keepalive's answer is
+ * collected with ssh_channel_cancel_forward("", 0). If the answer had
+ * already been consumed inside ssh_send_keepalive() (the slot is free
+ * again), that call sends a cancel-tcpip-forward for port 0, which no
+ * forward ever has: the server refuses it and the refusal is collected in
+ * the keepalive's place.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libssh/server.h>
+
+#include "tunneld.h"
+
+static void	greq_done(struct link *, struct greq *, int, int);
+
+/* Queue a global request; the pump sends it when the slot is free. */
+void
+greq_push(struct link *l, enum greq_type type, struct fwd *f,
+    const char *addr, int port)
+{
+	struct greq *g;
+
+	g = xcalloc(1, sizeof(*g));
+	g->type = type;
+	g->fwd = f;
+	if (addr != NULL)
+		strlcpy_(g->addr, addr, sizeof(g->addr));
+	g->port = port;
+	TAILQ_INSERT_TAIL(&l->greqs, g, entry);
+	link_kick(l);
+}
+
+/* Is a request of this type for this tunnel queued or in flight? */
+int
+greq_pending(struct link *l, enum greq_type type, struct fwd *f)
+{
+	struct greq *g;
+
+	TAILQ_FOREACH(g, &l->greqs, entry) {
+		if (g->type == type && g->fwd == f)
+			return (1);
+	}
+	return (0);
+}
+
+/* A tunnel goes away: its queued requests no longer report to it. */
+void
+greq_forget(struct link *l, struct fwd *f)
+{
+	struct greq *g, *next;
+
+	for (g = TAILQ_FIRST(&l->greqs); g != NULL; g = next) {
+		next = TAILQ_NEXT(g, entry);
+		if (g->fwd != f)
+			continue;
+		if (g == TAILQ_FIRST(&l->greqs) && l->greq_busy) {
+			/* In flight: finish it, then undo a listen. */
+			g->fwd = NULL;
+			continue;
+		}
+		TAILQ_REMOVE(&l->greqs, g, entry);
+		free(g);
+	}
+}
+
+/* The session is gone: drop every request. */
+void
+greq_clear(struct link *l)
+{
+	struct greq *g;
+
+	while ((g = TAILQ_FIRST(&l->greqs)) != NULL) {
+		TAILQ_REMOVE(&l->greqs, g, entry);
+		free(g);
+	}
+	l->greq_busy = 0;
+}
+
+/* Collect the answer in flight and start the next requests. */
+void
+greq_run(struct link *l)
+{
+	struct greq	*g;
+	int		 rc, bound;
+
+	while (l->session != NULL && (g = TAILQ_FIRST(&l->greqs)) != NULL) {
+		bound = 0;
+		if (!l->greq_busy)
+			l->greq_sent = monotime();
+		switch (g->type) {
+		case GREQ_KEEPALIVE:
+			if (!l->greq_busy) {
+				ssh_send_keepalive(l->session);
+				rc = SSH_AGAIN;
+			} else
+				rc = ssh_channel_cancel_forward(l->session, "",
+				    0);
+			break;
+		case GREQ_LISTEN:
+			rc = ssh_channel_listen_forward(l->session, g->addr,
+			    g->port, &bound);
+			break;
+		case GREQ_CANCEL:
+		default:
+			rc = ssh_channel_cancel_forward(l->session, g->addr,
+			    g->port);
+			break;
+		}
+		if (rc == SSH_AGAIN) {
+			l->greq_busy = 1;
+			return;
+		}
+		l->greq_busy = 0;
+		TAILQ_REMOVE(&l->greqs, g, entry);
+		greq_done(l, g, rc, bound);
+		free(g);
+	}
+}
+
+/* Report one answer to whoever asked. */
+static void
+greq_done(struct link *l, struct greq *g, int rc, int bound)
+{
+	const char *err = ssh_get_error(l->session);
+
+	switch (g->type) {
+	case GREQ_KEEPALIVE:
+		l->rtt_us = (long)((monotime() - l->greq_sent) * 1e6);
+		log_debug("link %s: keepalive answered in %ld us",
+		    l->hc->name, l->rtt_us);
+		break;
+	case GREQ_LISTEN:
+		if (g->port != 0)
+			bound = g->port;
+		if (g->fwd != NULL) {
+			fwd_remote_bound(g->fwd, rc == SSH_OK, bound, err);
+		} else if (rc == SSH_OK) {
+			/* Its tunnel was stopped meanwhile: undo it. */
+			greq_push(l, GREQ_CANCEL, NULL, g->addr, bound);
+		}
+		break;
+	case GREQ_CANCEL:
+		log_debug("link %s: cancel-tcpip-forward %s:%d %s",
+		    l->hc->name, g->addr, g->port, rc == SSH_OK ? "done" :
+		    "refused");
+		break;
+	}
+}
