@@ -476,6 +476,20 @@ fwd_retry_cb(int fd, short what, void *arg)
 	fwd_settle(f);
 }
 
+/* May one more connection in? Counts and logs a refusal. */
+int
+fwd_admit(struct fwd *f, const char *peer)
+{
+	if (f->tc->max_connections == 0 ||
+	    f->conns_active < (uint64_t)f->tc->max_connections)
+		return (0);
+	f->conns_failed++;
+	log_warnx("tunnel %s: connection from %s refused: %d connections "
+	    "open (max_connections)", f->tc->name, peer,
+	    f->tc->max_connections);
+	return (-1);
+}
+
 /* A client connected. */
 static void
 fwd_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
@@ -499,6 +513,10 @@ fwd_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 			    ntohs(((struct sockaddr_in *)sa)->sin_port));
 	} else
 		snprintf(peer, sizeof(peer), "%s", f->tc->listen.path);
+	if (fwd_admit(f, peer) == -1) {
+		close(fd);
+		return;
+	}
 	log_debug("tunnel %s: connection from %s", f->tc->name, peer);
 	chan_new(f, fd, peer);
 }

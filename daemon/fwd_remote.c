@@ -147,6 +147,10 @@ fwd_remote_accept(struct link *l)
 			ssh_channel_free(ch);
 			continue;
 		}
+		if (fwd_admit(f, peer) == -1) {
+			ssh_channel_free(ch);
+			continue;
+		}
 		log_debug("tunnel %s: connection from %s", f->tc->name, peer);
 		chan_new_forwarded(f, ch, peer);
 	}

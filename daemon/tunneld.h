@@ -110,6 +110,7 @@ struct tunnel_conf {
 	struct endpoint		 target;	/* unused by the dynamic kinds */
 	int			 enabled;
 	int			 connect_wait;
+	int			 max_connections;	/* 0: no cap */
 	int			 line;
 };
 
@@ -482,6 +483,7 @@ void	 fwd_restart(struct fwd *);
 void	 fwd_link_up(struct fwd *);
 void	 fwd_link_down(struct fwd *);
 void	 fwd_settle(struct fwd *);
+int	 fwd_admit(struct fwd *, const char *);
 void	 fwd_schedule_retry(struct fwd *);
 void	 fwd_set_state(struct fwd *, enum fwd_state, const char *, ...)
 	    __attribute__((format(printf, 3, 4)));
