@@ -68,7 +68,7 @@ fwd_remote_stop(struct fwd *f)
 
 	evtimer_del(f->ev_retry);
 	greq_forget(l, f);
-	if (f->remote_bound && l->state == LINK_UP)
+	if (f->remote_bound && l->session != NULL && l->state == LINK_UP)
 		greq_push(l, GREQ_CANCEL, NULL, fwd_remote_addr(f),
 		    f->bound_port);
 	f->remote_bound = 0;

@@ -109,6 +109,7 @@ link_free(struct link *l)
 	while ((f = TAILQ_FIRST(&l->fwds)) != NULL)
 		fwd_free(f);
 	chan_reap_all();
+	greq_clear(l);
 	TAILQ_REMOVE(&td->links, l, entry);
 	event_free(l->ev_timer);
 	event_free(l->ev_keepalive);
