@@ -55,7 +55,7 @@ static const struct conf_type {
 };
 
 /*
- * The settings of a host block and of defaults. The last two are the
+ * The settings of a host block and of defaults. The last three are the
  * tunnels' own and allowed in defaults only.
  */
 enum conf_hkey {
@@ -74,6 +74,7 @@ enum conf_hkey {
 	HK_BACKOFF_RESET_AFTER,
 	HK_JUMP,
 	HK_CONNECT_WAIT,
+	HK_MAX_CONNECTIONS,
 	HK_ENABLED,
 	HK_COUNT
 };
@@ -82,7 +83,8 @@ static const char *conf_hkeys[HK_COUNT] = {
 	"address", "port", "user", "identity", "agent", "known_hosts",
 	"host_key_policy", "connect_timeout", "keepalive_interval",
 	"keepalive_count_max", "backoff_initial", "backoff_max",
-	"backoff_reset_after", "jump", "connect_wait", "enabled",
+	"backoff_reset_after", "jump", "connect_wait", "max_connections",
+	"enabled",
 };
 
 /* The settings of a tunnel, in the order they are checked. */
@@ -94,11 +96,13 @@ enum conf_tkey {
 	TK_TARGET,
 	TK_ENABLED,
 	TK_CONNECT_WAIT,
+	TK_MAX_CONNECTIONS,
 	TK_COUNT
 };
 
 static const char *conf_tkeys[TK_COUNT] = {
 	"name", "type", "via", "listen", "target", "enabled", "connect_wait",
+	"max_connections",
 };
 
 #define ALLOWED_TOP	"version, daemon, defaults, hosts, tunnels"
@@ -110,14 +114,21 @@ static const char *conf_tkeys[TK_COUNT] = {
 #define ALLOWED_DEFAULTS "port, user, identity, agent, known_hosts, " \
 			"host_key_policy, connect_timeout, keepalive_interval, " \
 			"keepalive_count_max, backoff_initial, backoff_max, " \
-			"backoff_reset_after, connect_wait, enabled"
+			"backoff_reset_after, connect_wait, max_connections, " \
+			"enabled"
 #define ALLOWED_TUNNEL	"name, type, via, listen, target, enabled, " \
-			"connect_wait"
+			"connect_wait, max_connections"
+
+/* Connections one tunnel carries at once: the range and the default. */
+#define MAXCONN_MIN		1
+#define MAXCONN_MAX		1000000
+#define MAXCONN_DEFAULT		4096
 
 /* The defaults block: a host template plus what tunnels inherit. */
 struct conf_defaults {
 	struct host_conf hc;
 	int		 connect_wait;
+	int		 max_connections;
 	int		 enabled;
 };
 
@@ -205,8 +216,9 @@ conf_daemon(struct conf_ctx *cx, const config_setting_t *g, struct conf *conf)
 
 /*
  * One setting (HK_*) of a host block or of defaults, applied on top of hc;
- * connect_wait and enabled go to defs (defaults only). Returns -1 when a
- * backoff value is refused (other refusals need no follow-up).
+ * connect_wait, max_connections and enabled go to defs (defaults only).
+ * Returns -1 when a backoff value is refused (other refusals need no
+ * follow-up).
  */
 static int
 conf_hsetting(struct conf_ctx *cx, const config_setting_t *s, int k,
@@ -274,6 +286,10 @@ conf_hsetting(struct conf_ctx *cx, const config_setting_t *s, int k,
 	case HK_CONNECT_WAIT:
 		conf_int(cx, s, key, 0, 3600, &defs->connect_wait);
 		break;
+	case HK_MAX_CONNECTIONS:
+		conf_int(cx, s, key, MAXCONN_MIN, MAXCONN_MAX,
+		    &defs->max_connections);
+		break;
 	case HK_ENABLED:
 		conf_bool(cx, s, key, &defs->enabled);
 		break;
@@ -304,7 +320,8 @@ conf_hblock(struct conf_ctx *cx, const config_setting_t *g,
 			    "defaults");
 			continue;
 		}
-		if (!in_defaults && (k == HK_CONNECT_WAIT || k == HK_ENABLED)) {
+		if (!in_defaults && (k == HK_CONNECT_WAIT ||
+		    k == HK_MAX_CONNECTIONS || k == HK_ENABLED)) {
 			conf_err(cx, s, name, "belongs in a tunnel or in "
 			    "defaults, not in a host");
 			continue;
@@ -552,6 +569,7 @@ conf_tunnel(struct conf_ctx *cx, const config_setting_t *ts, int idx,
 	tc->line = config_setting_source_line(ts);
 	tc->enabled = d->enabled;
 	tc->connect_wait = d->connect_wait;
+	tc->max_connections = d->max_connections;
 	snprintf(tp->label, sizeof(tp->label), "#%d", idx + 1);
 	if (config_setting_type(ts) == CONFIG_TYPE_GROUP &&
 	    (s = config_setting_get_member(ts, "name")) != NULL &&
@@ -649,6 +667,9 @@ conf_tunnel(struct conf_ctx *cx, const config_setting_t *ts, int idx,
 	if (set[TK_CONNECT_WAIT] != NULL)
 		conf_int(cx, set[TK_CONNECT_WAIT], "connect_wait", 0, 3600,
 		    &tc->connect_wait);
+	if (set[TK_MAX_CONNECTIONS] != NULL)
+		conf_int(cx, set[TK_MAX_CONNECTIONS], "max_connections",
+		    MAXCONN_MIN, MAXCONN_MAX, &tc->max_connections);
 }
 
 /*
@@ -795,6 +816,7 @@ conf_parse(struct conf_ctx *cx, const config_setting_t *root,
 	memset(&d, 0, sizeof(d));
 	conf_hc_init(&d.hc);
 	d.connect_wait = 10;
+	d.max_connections = MAXCONN_DEFAULT;
 	d.enabled = 1;
 	if (defaults != NULL)
 		conf_defaults(cx, defaults, &d);

@@ -110,7 +110,7 @@ struct tunnel_conf {
 	struct endpoint		 target;	/* unused by the dynamic kinds */
 	int			 enabled;
 	int			 connect_wait;
-	int			 max_connections;	/* 0: no cap */
+	int			 max_connections;	/* 1-1000000 (0: no cap) */
 	int			 line;
 };
 

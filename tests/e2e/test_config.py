@@ -9,7 +9,8 @@ import subprocess
 
 import pytest
 
-from e2elib import TUNNELD_BIN, local, run_tunctl
+from e2elib import (TUNNELD_BIN, dynamic, local, remote, remote_dynamic,
+                    run_tunctl)
 
 
 def tunneld_t(path):
@@ -84,8 +85,14 @@ def test_every_error_printed(env, tdir):
 
 
 @pytest.mark.parametrize("body,line,what", [
-    (tunnel("", typ="remote"), 8, "remote"),
-    (tunnel("", typ="dynamic"), 8, "dynamic"),
+    ('  { name = "a"; type = "remote"; via = "srv"; listen = "9000"; }',
+     8, "target"),
+    (tunnel("", typ="dynamic"), 8, "a dynamic tunnel takes no target"),
+    (tunnel("", typ="remote", listen="/tmp/r.sock"), 8,
+     "listens on the server"),
+    ('  { name = "a"; type = "remote-dynamic"; via = "srv"; '
+     'listen = "relay.example.com:1080"; }', 8, "never looked up"),
+    (tunnel("max_connections = 0;"), 8, "max_connections: 0 is out of range"),
     (tunnel('bogus = 1;'), 8, "bogus"),
     (tunnel("", listen="127.0.0.1:0"), 8, "listen"),
     (tunnel("", name="bad name!"), 8, "name"),
@@ -95,7 +102,8 @@ def test_every_error_printed(env, tdir):
     ('  { name = "a"; type = "local"; via = "srv"; listen = "9000"; }',
      8, "target"),
     (tunnel("") + "\n  this is not libconfig\n", 9, ""),
-], ids=["remote", "dynamic", "unknown-setting", "port0", "bad-name",
+], ids=["remote", "dynamic", "remote-unix-listen", "remote-dns-listen",
+        "max-connections-0", "unknown-setting", "port0", "bad-name",
         "duplicate", "relative-path", "negative-wait", "no-target",
         "syntax"])
 def test_single_errors(env, tdir, body, line, what):
@@ -110,6 +118,41 @@ def test_single_errors(env, tdir, body, line, what):
     assert any(what in h for h in hits), (what, out)
     code2, out2 = tunneld_t(p)
     assert code2 == 1, out2
+
+
+def test_every_kind_loads(env, tdir):
+    """remote, dynamic and remote-dynamic load next to local ones, with
+    max_connections in defaults and per tunnel."""
+    p = env.write_conf([local("pg", "127.0.0.1:9000", "127.0.0.1:5432"),
+                        remote("web", "0", "127.0.0.1:80"),
+                        remote("pub", "*:8000", "/run/app.sock",
+                               max_connections=10),
+                        dynamic("socks", "[::1]:1080", max_connections=1),
+                        remote_dynamic("rsocks", "127.0.0.1:1081",
+                                       max_connections=1000000)],
+                       hosts={"srv": {"address": "127.0.0.1", "port": 22}},
+                       defaults={"max_connections": 200})
+    code, out = tunneld_t(p)
+    assert code == 0, out
+    code, out = check(p, tdir)
+    assert code == 0, out
+    assert "5 tunnels" in out, out
+
+
+def test_jump_refused(env, tdir):
+    """jump is still checked and then refused, on its host's line."""
+    text = HEAD.replace('port = 22; }};',
+                        'port = 22; }};\n  inner: {{ address = "10.0.0.5"; '
+                        'jump = "srv"; }};')
+    text = text.format(sock=env.sock, key=env.keys.client_key,
+                       kh=env.known_hosts) + tunnel("") + "\n);\n"
+    p = env.path("jump.conf")
+    with open(p, "w") as f:
+        f.write(text)
+    for code, out in (tunneld_t(p), check(p, tdir)):
+        assert code == 1, out
+        assert re.search(r"jump\.conf:6\b.*host \"inner\": jump: jump hosts "
+                         r"are not supported by this version yet", out), out
 
 
 def test_host_key_policy_off_refused(env, tdir):

@@ -33,9 +33,10 @@
 #define ALLOWED_DEFAULTS "port, user, identity, agent, known_hosts, " \
 	"host_key_policy, connect_timeout, keepalive_interval, " \
 	"keepalive_count_max, backoff_initial, backoff_max, " \
-	"backoff_reset_after, connect_wait, enabled"
+	"backoff_reset_after, connect_wait, max_connections, enabled"
 #define ALLOWED_TUNNEL "name, type, via, listen, target, enabled, " \
-	"connect_wait"
+	"connect_wait, max_connections"
+#define REMOTE_LISTEN_FORMS "PORT, ADDR:PORT, [IPV6]:PORT or *:PORT"
 #define ALLOWED_TOP "version, daemon, defaults, hosts, tunnels"
 #define UNSUPPORTED_JUMP "jump: jump hosts are not supported by this " \
 	"version yet"
@@ -169,7 +170,7 @@ test_full(void **state)
 	assert_string_equal(conf->control_group, "tunnel");
 	assert_int_equal(conf->log_level, LOGL_DEBUG);
 	assert_int_equal(conf->nhosts, 3);
-	assert_int_equal(conf->ntunnels, 6);
+	assert_int_equal(conf->ntunnels, 10);
 
 	h = &conf->hosts[0];
 	assert_ptr_equal(conf_host(conf, "db"), h);
@@ -189,7 +190,7 @@ test_full(void **state)
 	assert_true(h->backoff_max == 86400.0);
 	assert_int_equal(h->backoff_reset_after, 86400);
 	assert_string_equal(h->jump, "");
-	assert_int_equal(h->line, 28);
+	assert_int_equal(h->line, 29);
 
 	/* Everything from defaults. */
 	h = &conf->hosts[1];
@@ -211,7 +212,7 @@ test_full(void **state)
 	assert_true(h->backoff_max == 120.5);
 	assert_int_equal(h->backoff_reset_after, 60);
 	assert_string_equal(h->jump, "");
-	assert_int_equal(h->line, 43);
+	assert_int_equal(h->line, 44);
 
 	h = &conf->hosts[2];
 	assert_string_equal(h->name, "v6");
@@ -234,7 +235,8 @@ test_full(void **state)
 	assert_int_equal(t->target.port, 5432);
 	assert_int_equal(t->enabled, 0);		/* from defaults */
 	assert_int_equal(t->connect_wait, 7);
-	assert_int_equal(t->line, 48);
+	assert_int_equal(t->max_connections, 100);	/* from defaults */
+	assert_int_equal(t->line, 49);
 
 	t = &conf->tunnels[1];
 	assert_string_equal(t->name, "pg6");
@@ -269,6 +271,7 @@ test_full(void **state)
 	assert_string_equal(t->target.host, "localhost");
 	assert_int_equal(t->target.port, 22);
 	assert_int_equal(t->enabled, 1);		/* its own overrides */
+	assert_int_equal(t->max_connections, 1000000);
 
 	t = &conf->tunnels[5];
 	assert_string_equal(t->name, "lh");
@@ -276,7 +279,55 @@ test_full(void **state)
 	assert_int_equal(t->listen.port, 9002);
 	assert_string_equal(t->target.host, "10.1.2.3");
 	assert_int_equal(t->target.port, 65535);
-	assert_int_equal(t->line, 60);
+	assert_int_equal(t->max_connections, 1);
+	assert_int_equal(t->line, 62);
+
+	/* The remote and dynamic kinds. */
+	t = &conf->tunnels[6];
+	assert_string_equal(t->name, "web");
+	assert_int_equal(t->type, TUNNEL_REMOTE);
+	assert_string_equal(t->via, "relay");
+	assert_int_equal(t->listen.is_unix, 0);
+	assert_string_equal(t->listen.host, "");
+	assert_int_equal(t->listen.port, 0);		/* the server chooses */
+	assert_int_equal(t->target.is_unix, 1);
+	assert_string_equal(t->target.path, "/run/app.sock");
+	assert_int_equal(t->enabled, 0);
+	assert_int_equal(t->connect_wait, 7);
+	assert_int_equal(t->max_connections, 100);
+	assert_int_equal(t->line, 65);
+
+	t = &conf->tunnels[7];
+	assert_string_equal(t->name, "web6");
+	assert_int_equal(t->type, TUNNEL_REMOTE);
+	assert_string_equal(t->listen.host, "::1");
+	assert_int_equal(t->listen.port, 8000);
+	assert_string_equal(t->target.host, "::1");
+	assert_int_equal(t->target.port, 80);
+	assert_int_equal(t->connect_wait, 5);
+
+	t = &conf->tunnels[8];
+	assert_string_equal(t->name, "socks");
+	assert_int_equal(t->type, TUNNEL_DYNAMIC);
+	assert_string_equal(t->via, "db");
+	assert_string_equal(t->listen.host, "::1");
+	assert_int_equal(t->listen.port, 1080);
+	assert_string_equal(t->target.host, "");	/* none */
+	assert_int_equal(t->target.port, 0);
+	assert_int_equal(t->target.is_unix, 0);
+	assert_int_equal(t->max_connections, 20);
+
+	t = &conf->tunnels[9];
+	assert_string_equal(t->name, "rsocks");
+	assert_int_equal(t->type, TUNNEL_REMOTE_DYNAMIC);
+	assert_string_equal(t->via, "relay");
+	assert_string_equal(t->listen.host, "*");
+	assert_int_equal(t->listen.port, 1081);
+	assert_string_equal(t->target.host, "");
+	assert_int_equal(t->target.port, 0);
+	assert_int_equal(t->enabled, 1);
+	assert_int_equal(t->max_connections, 100);
+	assert_int_equal(t->line, 71);
 	conf_free(conf);
 }
 
@@ -320,6 +371,7 @@ test_defaults(void **state)
 	t = &conf->tunnels[0];
 	assert_int_equal(t->enabled, 1);
 	assert_int_equal(t->connect_wait, 10);
+	assert_int_equal(t->max_connections, 4096);
 	assert_int_equal(t->line, 2);
 	conf_free(conf);
 }
@@ -359,7 +411,8 @@ test_defaults_inherited(void **state)
 	    "  host_key_policy = \"accept-new\"; connect_timeout = 5;\n"
 	    "  keepalive_interval = 0; keepalive_count_max = 9;\n"
 	    "  backoff_initial = 3; backoff_max = 30.5;\n"
-	    "  backoff_reset_after = 0; connect_wait = 20; };\n"
+	    "  backoff_reset_after = 0; connect_wait = 20;\n"
+	    "  max_connections = 50; };\n"
 	    "hosts: { a: { };\n"
 	    "  b: { port = 22; user = \"v\"; identity = \"/k/c\"; agent = false;\n"
 	    "    known_hosts = \"/k/kh2\"; host_key_policy = \"strict\";\n"
@@ -370,7 +423,7 @@ test_defaults_inherited(void **state)
 	    "  { name = \"t1\"; type = \"local\"; via = \"a\"; listen = \"1\";"
 	    " target = \"x:1\"; },\n"
 	    "  { name = \"t2\"; type = \"local\"; via = \"b\"; listen = \"2\";"
-	    " target = \"x:1\"; connect_wait = 0; }\n"
+	    " target = \"x:1\"; connect_wait = 0; max_connections = 1; }\n"
 	    ");\n");
 	assert_int_equal(conf->hosts[0].port, 2222);
 	assert_string_equal(conf->hosts[0].user, "u");
@@ -400,6 +453,8 @@ test_defaults_inherited(void **state)
 	assert_int_equal(conf->hosts[1].backoff_reset_after, 10);
 	assert_int_equal(conf->tunnels[0].connect_wait, 20);
 	assert_int_equal(conf->tunnels[1].connect_wait, 0);
+	assert_int_equal(conf->tunnels[0].max_connections, 50);
+	assert_int_equal(conf->tunnels[1].max_connections, 1);
 	conf_free(conf);
 }
 
@@ -407,23 +462,78 @@ test_defaults_inherited(void **state)
 static void
 test_spec(void **state)
 {
+	const struct tunnel_conf *t;
 	struct conf	*conf;
-	char		 path[PATH_MAX + 16], want[4 * PATH_MAX + 1024], *errs;
+	FILE		*fp;
+	char		 path[PATH_MAX + 16], want[PATH_MAX + 256], *errs, *p;
+	char		 text[8192];
+	size_t		 len;
+	static const char jump[] = " jump = \"relay\";";
 
 	(void)state;
 	snprintf(path, sizeof(path), "%s/spec.conf", testdata);
 	snprintf(want, sizeof(want),
-	    "%s:28: host \"db\": " UNSUPPORTED_JUMP "\n"
-	    "%s:33: tunnel \"web\": type: \"remote\" tunnels are not "
-	    "supported by this version yet\n"
-	    "%s:34: tunnel \"socks\": type: \"dynamic\" tunnels are not "
-	    "supported by this version yet\n"
-	    "%s:35: tunnel \"rsocks\": type: \"remote-dynamic\" tunnels are "
-	    "not supported by this version yet\n", path, path, path, path);
-	assert_int_equal(conf_load(path, &conf, &errs), 4);
+	    "%s:28: host \"db\": " UNSUPPORTED_JUMP "\n", path);
+	assert_int_equal(conf_load(path, &conf, &errs), 1);
 	assert_null(conf);
 	assert_string_equal(errs, want);
 	free(errs);
+
+	/* Without the jump, every tunnel of every kind loads. */
+	fp = fopen(path, "r");
+	assert_non_null(fp);
+	len = fread(text, 1, sizeof(text) - 1, fp);
+	assert_int_equal(fclose(fp), 0);
+	assert_true(len > 0 && len < sizeof(text) - 1);
+	text[len] = '\0';
+	assert_non_null(p = strstr(text, jump));
+	memmove(p, p + strlen(jump), strlen(p + strlen(jump)) + 1);
+	conf = expect_ok(text);
+	assert_int_equal(conf->ntunnels, 6);
+	t = &conf->tunnels[0];
+	assert_string_equal(t->name, "pg");
+	assert_int_equal(t->type, TUNNEL_LOCAL);
+	t = &conf->tunnels[1];
+	assert_string_equal(t->name, "web");
+	assert_int_equal(t->type, TUNNEL_REMOTE);
+	assert_string_equal(t->via, "relay");
+	assert_string_equal(t->listen.host, "0.0.0.0");
+	assert_int_equal(t->listen.port, 8000);
+	assert_string_equal(t->target.host, "127.0.0.1");
+	assert_int_equal(t->target.port, 80);
+	assert_int_equal(t->line, 33);
+	t = &conf->tunnels[2];
+	assert_string_equal(t->name, "socks");
+	assert_int_equal(t->type, TUNNEL_DYNAMIC);
+	assert_string_equal(t->listen.host, "127.0.0.1");
+	assert_int_equal(t->listen.port, 1080);
+	assert_int_equal(t->line, 34);
+	t = &conf->tunnels[3];
+	assert_string_equal(t->name, "rsocks");
+	assert_int_equal(t->type, TUNNEL_REMOTE_DYNAMIC);
+	assert_string_equal(t->listen.host, "127.0.0.1");
+	assert_int_equal(t->listen.port, 1081);
+	assert_int_equal(t->line, 35);
+	for (len = 0; len < 6; len++)
+		assert_int_equal(conf->tunnels[len].max_connections, 4096);
+	assert_int_equal(conf->tunnels[5].enabled, 0);
+	conf_free(conf);
+}
+
+/* The index of the tunnel of a kind listening on a TCP port, or -1. */
+static int
+find_tunnel(const struct conf *conf, enum tunnel_type type, const char *host,
+    int port)
+{
+	int i;
+
+	for (i = 0; i < conf->ntunnels; i++)
+		if (conf->tunnels[i].type == type &&
+		    !conf->tunnels[i].listen.is_unix &&
+		    strcmp(conf->tunnels[i].listen.host, host) == 0 &&
+		    conf->tunnels[i].listen.port == port)
+			return (i);
+	return (-1);
 }
 
 /* The shipped examples load without an error. */
@@ -432,12 +542,19 @@ test_examples(void **state)
 {
 	struct conf	*conf;
 	char		 path[PATH_MAX + 64], *errs;
+	int		 i, kinds = 0;
 
 	(void)state;
 	snprintf(path, sizeof(path), "%s/conf/tunnels.conf", topdir);
 	if (conf_load(path, &conf, &errs) != 0)
 		fail_msg("%s", errs);
 	assert_true(conf->ntunnels >= 1);
+	/* It shows every kind, live, and a remote port 0. */
+	for (i = 0; i < conf->ntunnels; i++)
+		kinds |= 1 << conf->tunnels[i].type;
+	assert_int_equal(kinds, (1 << TUNNEL_LOCAL) | (1 << TUNNEL_REMOTE) |
+	    (1 << TUNNEL_DYNAMIC) | (1 << TUNNEL_REMOTE_DYNAMIC));
+	assert_true(find_tunnel(conf, TUNNEL_REMOTE, "", 0) != -1);
 	conf_free(conf);
 
 	snprintf(path, sizeof(path), "%s/conf/demo.conf", topdir);
@@ -455,11 +572,89 @@ test_examples(void **state)
 	assert_string_equal(conf->hosts[0].known_hosts,
 	    "/tmp/tunneld-demo/known_hosts");
 	assert_int_equal(conf->hosts[0].host_key_policy, HOSTKEY_ACCEPT_NEW);
-	assert_int_equal(conf->ntunnels, 3);
+	/* The local ones first; the demo may add one of every other kind. */
+	assert_true(conf->ntunnels >= 3);
 	assert_string_equal(conf->tunnels[0].name, "web");
 	assert_string_equal(conf->tunnels[1].name, "web6");
 	assert_string_equal(conf->tunnels[1].listen.host, "::1");
 	assert_int_equal(conf->tunnels[2].listen.is_unix, 1);
+	for (i = 0; i < conf->ntunnels; i++)
+		assert_string_equal(conf->tunnels[i].via, "demo");
+	conf_free(conf);
+}
+
+/* Load conf/examples/NAME (fails the test on any error). */
+static struct conf *
+load_example(const char *name)
+{
+	struct conf	*conf;
+	char		 path[PATH_MAX + 64], *errs;
+
+	snprintf(path, sizeof(path), "%s/conf/examples/%s", topdir, name);
+	if (conf_load(path, &conf, &errs) != 0)
+		fail_msg("%s", errs);
+	return (conf);
+}
+
+/*
+ * conf/examples: the relay pattern of SPEC.md section 2. A pushes its sshd
+ * to B's loopback port 2201, C pulls it from there, B re-exposes it.
+ */
+static void
+test_relay_examples(void **state)
+{
+	static const char *const files[] = {
+		"relay-A.conf", "relay-B.conf", "relay-C.conf"
+	};
+	const struct host_conf	 *h;
+	const struct tunnel_conf *t;
+	struct conf		 *conf;
+	char			  path[PATH_MAX + 64];
+	size_t			  k, found = 0;
+	int			  i;
+
+	(void)state;
+	for (k = 0; k < sizeof(files) / sizeof(files[0]); k++) {
+		snprintf(path, sizeof(path), "%s/conf/examples/%s", topdir,
+		    files[k]);
+		found += access(path, F_OK) == 0;
+	}
+	if (found == 0)
+		skip();		/* not shipped in this tree */
+
+	/* A: a remote tunnel via B, B's 127.0.0.1:2201 to A's sshd. */
+	conf = load_example("relay-A.conf");
+	assert_non_null(h = conf_host(conf, "b"));
+	assert_string_equal(h->address, "relay.example.com");
+	i = find_tunnel(conf, TUNNEL_REMOTE, "127.0.0.1", 2201);
+	assert_true(i != -1);
+	t = &conf->tunnels[i];
+	assert_string_equal(t->via, "b");
+	assert_string_equal(t->target.host, "127.0.0.1");
+	assert_int_equal(t->target.port, 22);
+	conf_free(conf);
+
+	/* C: a local tunnel via B, 127.0.0.1:2222 here to B's port 2201. */
+	conf = load_example("relay-C.conf");
+	assert_non_null(conf_host(conf, "b"));
+	i = find_tunnel(conf, TUNNEL_LOCAL, "127.0.0.1", 2222);
+	assert_true(i != -1);
+	t = &conf->tunnels[i];
+	assert_string_equal(t->via, "b");
+	assert_string_equal(t->target.host, "127.0.0.1");
+	assert_int_equal(t->target.port, 2201);
+	conf_free(conf);
+
+	/* B: a local tunnel via itself, *:8086 to its own port 2201. */
+	conf = load_example("relay-B.conf");
+	assert_non_null(h = conf_host(conf, "self"));
+	assert_string_equal(h->address, "127.0.0.1");
+	i = find_tunnel(conf, TUNNEL_LOCAL, "*", 8086);
+	assert_true(i != -1);
+	t = &conf->tunnels[i];
+	assert_string_equal(t->via, "self");
+	assert_string_equal(t->target.host, "127.0.0.1");
+	assert_int_equal(t->target.port, 2201);
 	conf_free(conf);
 }
 
@@ -1004,6 +1199,7 @@ test_tunnel_required(void **state)
 	    "  { name = \"d\"; type = \"dynamic\"; via = \"h\"; },\n"
 	    "  { name = \"l\"; type = \"local\"; via = \"h\"; listen = \"1\"; },\n"
 	    "  { name = \"r\"; type = \"remote\"; via = \"h\"; listen = \"2\"; },\n"
+	    "  { name = \"rd\"; type = \"remote-dynamic\"; via = \"h\"; },\n"
 	    "  5\n"
 	    ");\n",
 	    "t.conf:3: tunnel #1: name: missing (" NAME_RULE ")\n"
@@ -1015,16 +1211,14 @@ test_tunnel_required(void **state)
 	    "or remote-dynamic)\n"
 	    "t.conf:4: tunnel \"t\": via: missing (must name a host in hosts)\n"
 	    "t.conf:4: tunnel \"t\": listen: missing (use " LISTEN_FORMS ")\n"
-	    "t.conf:5: tunnel \"d\": type: \"dynamic\" tunnels are not "
-	    "supported by this version yet\n"
 	    "t.conf:5: tunnel \"d\": listen: missing (use " LISTEN_FORMS ")\n"
 	    "t.conf:6: tunnel \"l\": target: missing (a local tunnel needs "
 	    TARGET_FORMS ")\n"
-	    "t.conf:7: tunnel \"r\": type: \"remote\" tunnels are not supported "
-	    "by this version yet\n"
 	    "t.conf:7: tunnel \"r\": target: missing (a remote tunnel needs "
 	    TARGET_FORMS ")\n"
-	    "t.conf:8: tunnel #6: must be a group ({ name = \"...\"; ... })\n");
+	    "t.conf:8: tunnel \"rd\": listen: missing (use "
+	    REMOTE_LISTEN_FORMS ")\n"
+	    "t.conf:9: tunnel #7: must be a group ({ name = \"...\"; ... })\n");
 }
 
 /* Tunnel names: the rule, and unique. */
@@ -1064,10 +1258,12 @@ test_tunnel_name(void **state)
 	    ")\n");
 }
 
-/* Tunnel types: unknown, not a string, not supported yet. */
+/* Tunnel types: unknown, not a string; every kind loads. */
 static void
 test_tunnel_type(void **state)
 {
+	struct conf *conf;
+
 	(void)state;
 	expect_errors(H
 	    "tunnels = (\n"
@@ -1075,22 +1271,44 @@ test_tunnel_type(void **state)
 	    " target = \"x:1\"; },\n"
 	    "  { name = \"b\"; type = 1; via = \"h\"; listen = \"2\";"
 	    " target = \"x:1\"; },\n"
-	    "  { name = \"c\"; type = \"remote\"; via = \"h\"; listen = \"3\";"
+	    "  { name = \"c\"; type = \"Remote\"; via = \"h\"; listen = \"3\";"
 	    " target = \"x:1\"; },\n"
-	    "  { name = \"d\"; type = \"dynamic\"; via = \"h\"; listen = \"4\"; },\n"
-	    "  { name = \"e\"; type = \"remote-dynamic\"; via = \"h\";"
+	    "  { name = \"d\"; type = \"jump\"; via = \"h\";"
+	    " listen = \"4\"; },\n"
+	    "  { name = \"e\"; type = \"remote_dynamic\"; via = \"h\";"
 	    " listen = \"5\"; }\n"
 	    ");\n",
 	    "t.conf:3: tunnel \"a\": type: \"locl\" is not one of local, "
 	    "remote, dynamic, remote-dynamic\n"
 	    "t.conf:4: tunnel \"b\": type: must be a string (local, remote, "
 	    "dynamic or remote-dynamic)\n"
-	    "t.conf:5: tunnel \"c\": type: \"remote\" tunnels are not "
-	    "supported by this version yet\n"
-	    "t.conf:6: tunnel \"d\": type: \"dynamic\" tunnels are not "
-	    "supported by this version yet\n"
-	    "t.conf:7: tunnel \"e\": type: \"remote-dynamic\" tunnels are not "
-	    "supported by this version yet\n");
+	    "t.conf:5: tunnel \"c\": type: \"Remote\" is not one of local, "
+	    "remote, dynamic, remote-dynamic\n"
+	    "t.conf:6: tunnel \"d\": type: \"jump\" is not one of local, "
+	    "remote, dynamic, remote-dynamic\n"
+	    "t.conf:7: tunnel \"e\": type: \"remote_dynamic\" is not one of "
+	    "local, remote, dynamic, remote-dynamic\n");
+	conf = expect_ok(H
+	    "tunnels = (\n"
+	    "  { name = \"l\"; type = \"local\"; via = \"h\"; listen = \"1\";"
+	    " target = \"x:1\"; },\n"
+	    "  { name = \"r\"; type = \"remote\"; via = \"h\"; listen = \"2\";"
+	    " target = \"x:1\"; },\n"
+	    "  { name = \"d\"; type = \"dynamic\"; via = \"h\";"
+	    " listen = \"3\"; },\n"
+	    "  { name = \"rd\"; type = \"remote-dynamic\"; via = \"h\";"
+	    " listen = \"4\"; }\n"
+	    ");\n");
+	assert_int_equal(conf->ntunnels, 4);
+	assert_int_equal(conf->tunnels[0].type, TUNNEL_LOCAL);
+	assert_int_equal(conf->tunnels[1].type, TUNNEL_REMOTE);
+	assert_string_equal(conf->tunnels[1].target.host, "x");
+	assert_int_equal(conf->tunnels[1].target.port, 1);
+	assert_int_equal(conf->tunnels[2].type, TUNNEL_DYNAMIC);
+	assert_int_equal(conf->tunnels[2].listen.port, 3);
+	assert_int_equal(conf->tunnels[3].type, TUNNEL_REMOTE_DYNAMIC);
+	assert_int_equal(conf->tunnels[3].listen.port, 4);
+	conf_free(conf);
 }
 
 /* via names a host. */
@@ -1156,10 +1374,13 @@ test_listen(void **state)
 	conf_free(conf);
 }
 
-/* Remote listeners: TCP only, port 0 allowed. */
+/* Remote listeners: TCP only, port 0 allowed, addresses never looked up. */
 static void
 test_remote_listen(void **state)
 {
+	struct conf	*conf;
+	int		 i;
+
 	(void)state;
 	expect_errors(H
 	    "tunnels = (\n"
@@ -1170,24 +1391,61 @@ test_remote_listen(void **state)
 	    "  { name = \"c\"; type = \"remote\"; via = \"h\";"
 	    " listen = \"0\"; target = \"/run/app.sock\"; },\n"
 	    "  { name = \"d\"; type = \"remote\"; via = \"h\";"
-	    " listen = \"*:70000\"; target = \"x:1\"; }\n"
+	    " listen = \"*:70000\"; target = \"x:1\"; },\n"
+	    "  { name = \"e\"; type = \"remote\"; via = \"h\";"
+	    " listen = \"relay.example.com:80\"; target = \"x:1\"; },\n"
+	    "  { name = \"f\"; type = \"remote-dynamic\"; via = \"h\";"
+	    " listen = \"localhost\"; },\n"
+	    "  { name = \"g\"; type = \"remote\"; via = \"h\";"
+	    " listen = 8000; target = \"x:1\"; }\n"
 	    ");\n",
-	    "t.conf:3: tunnel \"a\": type: \"remote\" tunnels are not supported "
-	    "by this version yet\n"
 	    "t.conf:3: tunnel \"a\": listen: a remote tunnel listens on the "
 	    "server, which can only be asked for TCP (use PORT, ADDR:PORT, "
 	    "[IPV6]:PORT or *:PORT)\n"
-	    "t.conf:4: tunnel \"b\": type: \"remote-dynamic\" tunnels are not "
-	    "supported by this version yet\n"
 	    "t.conf:4: tunnel \"b\": listen: a remote-dynamic tunnel listens "
 	    "on the server, which can only be asked for TCP (use PORT, "
 	    "ADDR:PORT, [IPV6]:PORT or *:PORT)\n"
-	    "t.conf:5: tunnel \"c\": type: \"remote\" tunnels are not supported "
-	    "by this version yet\n"
-	    "t.conf:6: tunnel \"d\": type: \"remote\" tunnels are not supported "
-	    "by this version yet\n"
 	    "t.conf:6: tunnel \"d\": listen: port 70000 is out of range "
-	    "0-65535\n");
+	    "0-65535\n"
+	    "t.conf:7: tunnel \"e\": listen: \"relay.example.com\" is not a "
+	    "valid listen address (use *, localhost, an IPv4 address or "
+	    "[IPV6]; a listen address is never looked up in DNS)\n"
+	    "t.conf:8: tunnel \"f\": listen: \"localhost\" has no port (use "
+	    REMOTE_LISTEN_FORMS ")\n"
+	    "t.conf:9: tunnel \"g\": listen: must be a string ("
+	    REMOTE_LISTEN_FORMS ")\n");
+
+	/* Every form a remote listener takes, as it is kept. */
+	conf = expect_ok(H
+	    "tunnels = (\n"
+	    "  { name = \"a\"; type = \"remote\"; via = \"h\";"
+	    " listen = \"0\"; target = \"x:1\"; },\n"
+	    "  { name = \"b\"; type = \"remote\"; via = \"h\";"
+	    " listen = \"*:8000\"; target = \"x:1\"; },\n"
+	    "  { name = \"c\"; type = \"remote\"; via = \"h\";"
+	    " listen = \"[::1]:0\"; target = \"[::1]:22\"; },\n"
+	    "  { name = \"d\"; type = \"remote-dynamic\"; via = \"h\";"
+	    " listen = \"localhost:8001\"; },\n"
+	    "  { name = \"e\"; type = \"remote-dynamic\"; via = \"h\";"
+	    " listen = \"192.0.2.1:8002\"; },\n"
+	    "  { name = \"f\"; type = \"remote\"; via = \"h\";"
+	    " listen = \"*:0\"; target = \"/run/app.sock\"; }\n"
+	    ");\n");
+	assert_int_equal(conf->ntunnels, 6);
+	assert_string_equal(conf->tunnels[0].listen.host, "");
+	assert_int_equal(conf->tunnels[0].listen.port, 0);
+	assert_string_equal(conf->tunnels[1].listen.host, "*");
+	assert_int_equal(conf->tunnels[1].listen.port, 8000);
+	assert_string_equal(conf->tunnels[2].listen.host, "::1");
+	assert_int_equal(conf->tunnels[2].listen.port, 0);
+	assert_string_equal(conf->tunnels[3].listen.host, "localhost");
+	assert_int_equal(conf->tunnels[3].listen.port, 8001);
+	assert_string_equal(conf->tunnels[4].listen.host, "192.0.2.1");
+	assert_int_equal(conf->tunnels[5].listen.port, 0);
+	assert_int_equal(conf->tunnels[5].target.is_unix, 1);
+	for (i = 0; i < conf->ntunnels; i++)
+		assert_int_equal(conf->tunnels[i].listen.is_unix, 0);
+	conf_free(conf);
 }
 
 /* target: required for local and remote, refused for the dynamic kinds. */
@@ -1210,13 +1468,13 @@ test_target(void **state)
 	    "  { name = \"f\"; type = \"local\"; via = \"h\"; listen = \"6\";"
 	    " target = \"x:0\"; },\n"
 	    "  { name = \"g\"; type = \"local\"; via = \"h\"; listen = \"7\";"
-	    " target = \"9000\"; }\n"
+	    " target = \"9000\"; },\n"
+	    "  { name = \"i\"; type = \"remote\"; via = \"h\"; listen = \"8\";"
+	    " target = \"run/app.sock\"; },\n"
+	    "  { name = \"j\"; type = \"remote\"; via = \"h\"; listen = \"9\";"
+	    " target = \"x:0\"; }\n"
 	    ");\n",
-	    "t.conf:3: tunnel \"a\": type: \"dynamic\" tunnels are not "
-	    "supported by this version yet\n"
 	    "t.conf:3: tunnel \"a\": target: a dynamic tunnel takes no target\n"
-	    "t.conf:4: tunnel \"b\": type: \"remote-dynamic\" tunnels are not "
-	    "supported by this version yet\n"
 	    "t.conf:4: tunnel \"b\": target: a dynamic tunnel takes no target\n"
 	    "t.conf:5: tunnel \"c\": target: \"foo\" has no port (use "
 	    TARGET_FORMS ")\n"
@@ -1226,7 +1484,11 @@ test_target(void **state)
 	    ")\n"
 	    "t.conf:8: tunnel \"f\": target: port 0 is out of range 1-65535\n"
 	    "t.conf:9: tunnel \"g\": target: \"9000\" has no host (use "
-	    TARGET_FORMS ")\n");
+	    TARGET_FORMS ")\n"
+	    "t.conf:10: tunnel \"i\": target: \"run/app.sock\" is a relative "
+	    "path (a UNIX socket path must be absolute)\n"
+	    "t.conf:11: tunnel \"j\": target: port 0 is out of range "
+	    "1-65535\n");
 }
 
 /* enabled and connect_wait. */
@@ -1302,6 +1564,83 @@ test_defaults_enabled(void **state)
 	    "defaults\n");
 }
 
+/* max_connections: 1-1000000, 4096 by default, in defaults or a tunnel. */
+static void
+test_max_connections(void **state)
+{
+	struct conf *conf;
+
+	(void)state;
+	/* The bounds are allowed; defaults reach every kind; a tunnel wins. */
+	conf = expect_ok(
+	    "defaults: { max_connections = 1000000; };\n" H
+	    "tunnels = (\n"
+	    "  { name = \"a\"; type = \"local\"; via = \"h\"; listen = \"1\";"
+	    " target = \"x:1\"; },\n"
+	    "  { name = \"b\"; type = \"remote\"; via = \"h\"; listen = \"2\";"
+	    " target = \"x:1\"; max_connections = 1; },\n"
+	    "  { name = \"c\"; type = \"dynamic\"; via = \"h\"; listen = \"3\";"
+	    " max_connections = 100L; },\n"
+	    "  { name = \"d\"; type = \"remote-dynamic\"; via = \"h\";"
+	    " listen = \"4\"; }\n"
+	    ");\n");
+	assert_int_equal(conf->tunnels[0].max_connections, 1000000);
+	assert_int_equal(conf->tunnels[1].max_connections, 1);
+	assert_int_equal(conf->tunnels[2].max_connections, 100);
+	assert_int_equal(conf->tunnels[3].max_connections, 1000000);
+	conf_free(conf);
+
+	/* Without defaults: 4096 for every kind. */
+	conf = expect_ok(H
+	    "tunnels = (\n"
+	    "  { name = \"c\"; type = \"dynamic\"; via = \"h\";"
+	    " listen = \"3\"; },\n"
+	    "  { name = \"d\"; type = \"remote-dynamic\"; via = \"h\";"
+	    " listen = \"4\"; max_connections = 4096; }\n"
+	    ");\n");
+	assert_int_equal(conf->tunnels[0].max_connections, 4096);
+	assert_int_equal(conf->tunnels[1].max_connections, 4096);
+	conf_free(conf);
+
+	expect_errors(
+	    "defaults: { max_connections = 0; };\n"
+	    "hosts: { h: { address = \"127.0.0.1\";"
+	    " max_connections = 10; }; };\n"
+	    "tunnels = (\n"
+	    "  { name = \"a\"; type = \"local\"; via = \"h\"; listen = \"1\";"
+	    " target = \"x:1\"; max_connections = 1000001; },\n"
+	    "  { name = \"b\"; type = \"remote\"; via = \"h\"; listen = \"2\";"
+	    " target = \"x:1\"; max_connections = -1; },\n"
+	    "  { name = \"c\"; type = \"dynamic\"; via = \"h\"; listen = \"3\";"
+	    " max_connections = \"10\"; },\n"
+	    "  { name = \"d\"; type = \"remote-dynamic\"; via = \"h\";"
+	    " listen = \"4\"; max_connections = 1.5; },\n"
+	    "  { name = \"e\"; type = \"local\"; via = \"h\"; listen = \"5\";"
+	    " target = \"x:1\"; max_connections = 4294967297; },\n"
+	    "  { name = \"f\"; type = \"local\"; via = \"h\"; listen = \"6\";"
+	    " target = \"x:1\"; max_connections = true; }\n"
+	    ");\n",
+	    "t.conf:1: defaults: max_connections: 0 is out of range "
+	    "1-1000000\n"
+	    "t.conf:2: host \"h\": max_connections: belongs in a tunnel or in "
+	    "defaults, not in a host\n"
+	    "t.conf:4: tunnel \"a\": max_connections: 1000001 is out of range "
+	    "1-1000000\n"
+	    "t.conf:5: tunnel \"b\": max_connections: -1 is out of range "
+	    "1-1000000\n"
+	    "t.conf:6: tunnel \"c\": max_connections: must be an integer "
+	    "(1-1000000)\n"
+	    "t.conf:7: tunnel \"d\": max_connections: must be an integer "
+	    "(1-1000000)\n"
+	    "t.conf:8: tunnel \"e\": max_connections: 4294967297 is out of "
+	    "range 1-1000000\n"
+	    "t.conf:9: tunnel \"f\": max_connections: must be an integer "
+	    "(1-1000000)\n");
+	expect_errors("defaults: { max_connections = 1000001; };\n",
+	    "t.conf:1: defaults: max_connections: 1000001 is out of range "
+	    "1-1000000\n");
+}
+
 /* Two tunnels may not listen on one place on the same side. */
 static void
 test_listen_clash(void **state)
@@ -1342,8 +1681,6 @@ test_listen_clash(void **state)
 	    "localhost:9002 of tunnel \"e\" (line 7)\n"
 	    "t.conf:10: tunnel \"i\": listen: /tmp/s is also used by tunnel "
 	    "\"g\" (line 9)\n"
-	    "t.conf:14: tunnel \"m\": type: \"dynamic\" tunnels are not "
-	    "supported by this version yet\n"
 	    "t.conf:14: tunnel \"m\": listen: [::1]:9004 is also used by "
 	    "tunnel \"l\" (line 13)\n");
 	/* Remote listeners clash only on the same server, never at port 0. */
@@ -1362,20 +1699,18 @@ test_listen_clash(void **state)
 	    "  { name = \"r4\"; type = \"remote\"; via = \"h\";"
 	    " listen = \"0\"; target = \"x:1\"; },\n"
 	    "  { name = \"r5\"; type = \"remote\"; via = \"h\";"
-	    " listen = \"0\"; target = \"x:1\"; }\n"
+	    " listen = \"0\"; target = \"x:1\"; },\n"
+	    "  { name = \"r6\"; type = \"remote-dynamic\"; via = \"h\";"
+	    " listen = \"*:8000\"; },\n"
+	    "  { name = \"r7\"; type = \"remote-dynamic\"; via = \"h2\";"
+	    " listen = \"*:8001\"; },\n"
+	    "  { name = \"d1\"; type = \"dynamic\"; via = \"h2\";"
+	    " listen = \"*:8001\"; }\n"
 	    ");\n",
-	    "t.conf:3: tunnel \"r1\": type: \"remote\" tunnels are not "
-	    "supported by this version yet\n"
-	    "t.conf:4: tunnel \"r2\": type: \"remote\" tunnels are not "
-	    "supported by this version yet\n"
 	    "t.conf:4: tunnel \"r2\": listen: 127.0.0.1:8000 is also used by "
 	    "tunnel \"r1\" (line 3)\n"
-	    "t.conf:5: tunnel \"r3\": type: \"remote\" tunnels are not "
-	    "supported by this version yet\n"
-	    "t.conf:7: tunnel \"r4\": type: \"remote\" tunnels are not "
-	    "supported by this version yet\n"
-	    "t.conf:8: tunnel \"r5\": type: \"remote\" tunnels are not "
-	    "supported by this version yet\n");
+	    "t.conf:9: tunnel \"r6\": listen: *:8000 overlaps 127.0.0.1:8000 "
+	    "of tunnel \"r1\" (line 3)\n");
 }
 
 /* Integers libconfig 1.5 would cut to 32 bits silently are refused. */
@@ -1428,7 +1763,7 @@ test_many_errors(void **state)
 	    "  { name = \"pg\"; type = \"local\"; via = \"db\";"
 	    " listen = \"127.0.0.1:99999\"; target = \"db:5432\"; listn = 1; },\n"
 	    "  { name = \"pg\"; type = \"remote\"; via = \"db\";"
-	    " listen = \"8000\"; target = \"x\"; }\n"
+	    " listen = \"8000\"; target = \"x\"; max_connections = 0; }\n"
 	    ");\n"
 	    "version = 2;\n"
 	    "daemon: { log_level = \"loud\"; };\n"
@@ -1442,10 +1777,10 @@ test_many_errors(void **state)
 	    "1-65535\n"
 	    "t.conf:3: tunnel \"pg\": name: \"pg\" is also the name of the "
 	    "tunnel on line 2 (names must be unique)\n"
-	    "t.conf:3: tunnel \"pg\": type: \"remote\" tunnels are not "
-	    "supported by this version yet\n"
 	    "t.conf:3: tunnel \"pg\": target: \"x\" has no port (use "
 	    TARGET_FORMS ")\n"
+	    "t.conf:3: tunnel \"pg\": max_connections: 0 is out of range "
+	    "1-1000000\n"
 	    "t.conf:5: version: 2 is not supported (this tunneld reads version "
 	    "1)\n"
 	    "t.conf:6: daemon: log_level: \"loud\" is not one of error, "
@@ -1481,6 +1816,7 @@ main(void)
 		cmocka_unit_test(test_defaults_inherited),
 		cmocka_unit_test(test_spec),
 		cmocka_unit_test(test_examples),
+		cmocka_unit_test(test_relay_examples),
 		cmocka_unit_test(test_cannot_read),
 		cmocka_unit_test(test_syntax),
 		cmocka_unit_test(test_spec_message),
@@ -1505,6 +1841,7 @@ main(void)
 		cmocka_unit_test(test_target),
 		cmocka_unit_test(test_enabled_connect_wait),
 		cmocka_unit_test(test_defaults_enabled),
+		cmocka_unit_test(test_max_connections),
 		cmocka_unit_test(test_listen_clash),
 		cmocka_unit_test(test_big_integers),
 		cmocka_unit_test(test_many_errors),
