@@ -49,7 +49,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Sizes per mode.
 MODES = {
-    "quick": dict(bytes=256 * MiB, rounds=2, lat_n=300, lat_rounds=3,
+    "quick": dict(bytes=256 * MiB, rounds=3, lat_n=300, lat_rounds=3,
                   conc=(1000,), mem=(1, 100), ssh_mem=(1, 10),
                   rec_runs=1, rec_down=3.0, rec_settle=2.0,
                   budget=115),
@@ -388,8 +388,24 @@ class Bench:
 
     # -- clients --------------------------------------------------------
 
+    def tunneld_knows(self, key, value):
+        """Whether this tunneld accepts a tunnel setting (the bench also
+        runs older trees, whose config language may lack it)."""
+        conf = self.path("probe-%s.conf" % key)
+        with open(conf, "w") as f:
+            f.write(render_conf(self.path("probe.sock"), {
+                "identity": self.key, "known_hosts": self.known_hosts},
+                {"h0": {"address": "127.0.0.1", "port": 22}},
+                [{"name": "t0", "type": "local", "via": "h0",
+                  "listen": "127.0.0.1:1", "target": "127.0.0.1:1",
+                  key: value}]))
+        r = subprocess.run([e2elib.TUNNELD_BIN, "-t", "-f", conf],
+                           capture_output=True, timeout=10,
+                           stdin=subprocess.DEVNULL)
+        return r.returncode == 0
+
     def tunneld(self, name, sshd, tunnels, nhosts=1, extra=None,
-                wait=60):
+                wait=60, tunnel_extra=None):
         """Start tunneld with local tunnels [(listen_port, target_port)]
         spread over nhosts host entries (all this sshd); wait until up."""
         hosts = {}
@@ -405,6 +421,7 @@ class Bench:
                        "via": "h%d" % (i % nhosts),
                        "listen": "127.0.0.1:%d" % lp,
                        "target": "127.0.0.1:%d" % tp})
+            tl[-1].update(tunnel_extra or {})
         sock = self.path("%s.sock" % name)
         conf = self.path("%s.conf" % name)
         with open(conf, "w") as f:
@@ -424,6 +441,16 @@ class Bench:
                                    " %d: %s)\n%s" % (name, code, err.strip(),
                                                      tail(d.log, 10)))
         return d
+
+    def check_alive(self, d, what):
+        """False (and a note, and the logs kept) if tunneld has died."""
+        if d.alive():
+            return True
+        FAILURES.append(what)
+        self.notes.append("tunneld died during %s (exit status %s): see %s"
+                          % (what, d.proc.returncode if d.proc else "?",
+                             d.log))
+        return False
 
     def ssh_cmd(self, sshd, cipher, forwards, extra=()):
         cmd = ["ssh", "-N", "-F", "/dev/null", "-i", self.key,
@@ -551,15 +578,14 @@ class Bench:
                                             tmo + 10)
                         except RuntimeError as e:
                             res[key]["fail"] += 1
+                            res[key].setdefault("err", str(e))
                             self.log("   %s %s %s: %s" % (
                                 short, direction, who, e))
                             continue
                         c1 = proc_cpu(pid)
                         res[key]["mbs"].append(nbytes / r["secs"] / 1e6)
                         res[key]["cpu"].append((c1 - c0) / gib)
-            if not d.alive():
-                self.notes.append("tunneld (%s) died during the throughput "
-                                  "runs: see %s" % (short, d.log))
+            self.check_alive(d, "throughput %s" % short)
             stop_daemon(d)
             kill_proc(s)
             for direction in ("client->target", "target->client"):
@@ -568,8 +594,9 @@ class Bench:
                 n = "%d+%d" % (len(t["mbs"]), len(o["mbs"]))
                 note = None
                 if t["fail"] or o["fail"]:
-                    note = "failed runs: tunneld %d, openssh %d" % (
-                        t["fail"], o["fail"])
+                    note = "failed runs: tunneld %d, openssh %d (%s)" % (
+                        t["fail"], o["fail"],
+                        t.get("err") or o.get("err"))
                 tm, om = median(t["mbs"]), median(o["mbs"])
                 self.row("throughput %s %s" % (short, direction), tm, om,
                          "MB/s", n, ">= 1.0x",
@@ -581,8 +608,7 @@ class Bench:
                 tm, om = median(t["cpu"]), median(o["cpu"])
                 self.row("CPU %s %s" % (short, direction), tm, om,
                          "CPU s/GiB", n, "<= 1.0x",
-                         ok(tm, om, lambda r: r <= 1.0),
-                         "client process only (tunneld vs ssh)")
+                         ok(tm, om, lambda r: r <= 1.0))
 
     def bench_latency(self):
         m = self.mode
@@ -603,6 +629,7 @@ class Bench:
                                  "--timeout", 60], 75)
                 samples[who] += r["us"]
                 fails[who] += r["fail"]
+        self.check_alive(d, "latency")
         stop_daemon(d)
         kill_proc(s)
         t, o, x = samples["tunneld"], samples["openssh"], samples["direct"]
@@ -662,8 +689,13 @@ class Bench:
             for who in ("tunneld", "openssh"):
                 port = self._conc_port = alloc_port()
                 if who == "tunneld":
+                    # Headroom: a tunnel's connection cap (default 4096)
+                    # above the count.
+                    te = {}
+                    if self.tunneld_knows("max_connections", count + 1000):
+                        te["max_connections"] = count + 1000
                     d = self.tunneld("conc%d" % count, sshd,
-                                     [(port, self.echo)])
+                                     [(port, self.echo)], tunnel_extra=te)
                     pid = d.pid
                 else:
                     s = self.ssh("ssh-conc%d" % count, sshd, cipher,
@@ -676,12 +708,9 @@ class Bench:
                     FAILURES.append("conc")
                     res[who] = None
                 if who == "tunneld":
-                    alive = d.alive()
-                    stop_daemon(d)
-                    if not alive:
-                        self.notes.append("tunneld died in the %d-"
-                                          "connection run" % count)
+                    if not self.check_alive(d, "concurrent %d" % count):
                         res[who] = None
+                    stop_daemon(d)
                 else:
                     kill_proc(s)
             t, o = res["tunneld"], res["openssh"]
@@ -690,11 +719,12 @@ class Bench:
                 return None if r is None else r[k]
             note = "%d B each, ramp window %d; failures of %d" % (
                 CONC_SIZE, CONC_WINDOW, count)
-            if o is not None and o["fail"]:
-                note += "; openssh: %s" % ", ".join(
-                    "%s %d" % (k, o[k]) for k in ("connect", "reset",
-                                                   "early_eof", "mismatch",
-                                                   "timeout") if o[k])
+            for who, r in (("tunneld", t), ("openssh", o)):
+                if r is not None and r["fail"]:
+                    note += "; %s: %s" % (who, ", ".join(
+                        "%s %d" % (k, r[k]) for k in (
+                            "connect", "reset", "early_eof", "mismatch",
+                            "timeout") if r[k]))
             tf = g(t, "fail")
             self.row("concurrent %d: failures" % count, tf, g(o, "fail"),
                      "conns", 1, "0", None if tf is None else tf == 0,
@@ -730,6 +760,9 @@ class Bench:
                    if p not in before]
             tres[(k, nh)] = (rss_kb(d.pid), proc_pss_kb(d.pid),
                              sum(rss_kb(p) for p in srv), len(srv))
+            if not self.check_alive(d, "memory %d/%d" % (k, nh)) or \
+                    not tres[(k, nh)][0]:
+                tres[(k, nh)] = None
             stop_daemon(d)
         # OpenSSH: one ssh (or autossh + ssh) per tunnel, a few measured.
         per = {}
@@ -763,6 +796,11 @@ class Bench:
             big = max(m["ssh_mem"])
             label = "ssh -N -L" if kind == "ssh" else "autossh+ssh"
             for k, nh in layouts:
+                if tres[(k, nh)] is None:
+                    self.row("RSS %d tunnels/%d hosts vs %s" % (k, nh, kind),
+                             None, None, "MiB", "0", None, None,
+                             "tunneld died")
+                    continue
                 trss, tpss, tsrv, nsrv = tres[(k, nh)]
                 if k in m["ssh_mem"]:
                     orss, opss, osrv = [v * k for v in per[(kind, k)]]
@@ -794,16 +832,22 @@ class Bench:
         cipher = CIPHERS[0]
         sshd = self.new_sshd("recovery", cipher)
         self.write_known_hosts()
-        lt, la = alloc_port(), alloc_port()
+        lt = alloc_port()
         d = self.tunneld("recovery", sshd, [(lt, self.echo)], extra={
             "keepalive_interval": 2, "keepalive_count_max": 2,
             "backoff_initial": 1.0, "backoff_max": 4.0,
             "backoff_reset_after": 5})
-        a = self.autossh_proc("autossh-recovery", sshd, cipher,
-                              [(la, self.echo)])
         res = {"tunneld": [], "openssh": []}
         lost = {"tunneld": 0, "openssh": 0}
         for run in range(m["rec_runs"]):
+            # A fresh autossh per fault: autossh forgets earlier failures
+            # only once its ssh has run max(AUTOSSH_POLL/10, 10) = 60 s, so
+            # faults a few seconds apart would each wait longer (5, 13,
+            # 27 s...). tunneld forgets after backoff_reset_after = 5 s,
+            # less than the settle time, so both start each fault fresh.
+            la = alloc_port()
+            a = self.autossh_proc("autossh-recovery%d" % run, sshd, cipher,
+                                  [(la, self.echo)])
             for port, who in ((lt, "tunneld"), (la, "openssh")):
                 if not wait_echo(port, 30):
                     raise RuntimeError("recovery: %s not working before "
@@ -837,17 +881,20 @@ class Bench:
                     lost[who] += 1
             self.log("   fault %d: back after %s" % (
                 run + 1, {k: round(v, 2) for k, v in got.items()}))
-            if not a.poll() is None:
+            if a.poll() is not None:
                 self.notes.append("autossh exited %s after fault %d" % (
                     a.returncode, run + 1))
-                break
+            kill_proc(a)
+        self.check_alive(d, "recovery")
         stop_daemon(d)
-        kill_proc(a)
         sshd.stop()
         SSHDS.remove(sshd)
         t, o = res["tunneld"], res["openssh"]
         note = ("sshd killed, back after %.0f s; openssh column = autossh -M"
-                " 0, ServerAlive 2x2, AUTOSSH_GATETIME=0" % m["rec_down"])
+                " 0, ServerAlive 2x2, AUTOSSH_GATETIME=0, a fresh one per "
+                "fault" % m["rec_down"])
+        note += "; runs: tunneld %s, autossh %s" % (
+            " ".join("%.2f" % v for v in t), " ".join("%.2f" % v for v in o))
         if lost["tunneld"] or lost["openssh"]:
             note += "; not back within 40 s: %s" % lost
         self.row("recovery: sshd back -> first echo", median(t), median(o),
@@ -887,7 +934,7 @@ class Bench:
                                             "--always", "--dirty"]),
         }
 
-    def report(self):
+    def report(self, write=True):
         f = getattr(self, "machine", None) or self.facts()
         lines = []
         lines.append("tunneld bench, %s mode, %s; nproc %s (%s), kernel %s"
@@ -897,8 +944,8 @@ class Bench:
             f["libssh"], f["openssh"], f["autossh"], f["tunneld"],
             f["tree"]))
         lines.append("stream size %d MiB; medians over n runs (n = "
-                     "tunneld+openssh); ratio = tunneld/openssh"
-                     % (self.mode["bytes"] // MiB))
+                     "tunneld+openssh); ratio = tunneld/openssh; CPU = the "
+                     "client process only" % (self.mode["bytes"] // MiB))
         lines.append("")
         hdr = ("figure", "tunneld", "openssh", "ratio", "unit", "n",
                "target", "result")
@@ -936,6 +983,9 @@ class Bench:
             "%s %.0f s" % kv for kv in self.section_times.items())))
         text = "\n".join(lines) + "\n"
         print("\n" + text, flush=True)
+        if not write:
+            print("bench: interrupted, %s left as it was" % self.args.out)
+            return
         out = self.args.out
         with open(out, "w") as fh:
             json.dump([{k: r[k] for k in ("figure", "tunneld", "openssh",
@@ -988,12 +1038,16 @@ def main():
     for b in ("ssh", "ssh-keygen", e2elib.SSHD_BIN):
         if not shutil.which(b):
             sys.exit("bench: %s is missing (make deps)" % b)
+    # Ctrl-C must stop the bench even when started with SIGINT ignored
+    # (a background job of a non-interactive shell).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _sigterm)
     signal.signal(signal.SIGHUP, _sigterm)
     signal.signal(signal.SIGALRM, _sigalrm)
     bench = Bench(args)
     signal.alarm(bench.mode["budget"] + 60)
     status = 0
+    interrupted = False
     try:
         bench.log("bench: %s mode, work directory %s" % (
             "quick" if args.quick else "full", bench.wd))
@@ -1002,6 +1056,7 @@ def main():
         bench.run()
     except (KeyboardInterrupt, SystemExit, BenchTimeout) as e:
         bench.notes.append("interrupted: %r" % e)
+        interrupted = True
         status = 1
     except Exception as e:
         bench.notes.append("failed: %s" % e)
@@ -1016,7 +1071,7 @@ def main():
             print("bench: logs kept in %s" % bench.wd)
         else:
             shutil.rmtree(bench.wd, ignore_errors=True)
-    bench.report()
+    bench.report(write=not interrupted)
     return status
 
 
