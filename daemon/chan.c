@@ -251,14 +251,28 @@ chan_free(struct chan *c)
 	free(c);
 }
 
-/* Close the client socket; the events stay allocated until chan_free. */
+/*
+ * Close the client socket; the events stay allocated until chan_free. A
+ * refused client may have sent more than we read: closing on unread bytes
+ * makes the kernel send a reset, which can destroy the refusal we queued,
+ * so what is there is read and dropped first.
+ */
 static void
 chan_close_fd(struct chan *c)
 {
+	size_t	drained = 0;
+	ssize_t	n;
+
 	if (c->fd == -1)
 		return;
 	event_del(c->ev_read);
 	event_del(c->ev_write);
+	if (c->closing) {
+		shutdown(c->fd, SHUT_WR);
+		while (drained < CHAN_BUF && (n = recv(c->fd, chan_scratch,
+		    sizeof(chan_scratch), MSG_DONTWAIT)) > 0)
+			drained += (size_t)n;
+	}
 	close(c->fd);
 	c->fd = -1;
 }
@@ -675,6 +689,10 @@ chan_pump(struct chan *c)
 		c->sreply_len = 0;
 		return;
 	case CHAN_CONNECTING:
+		/* The far client left before our target answered. */
+		if (c->remote_closed)
+			chan_kill(c, "client left before the target answered");
+		return;
 	case CHAN_DEAD:
 		return;
 	}

@@ -142,8 +142,9 @@ fwd_remote_accept(struct link *l)
 		free(orig);
 		orig = NULL;
 		if ((f = fwd_remote_find(l, dport)) == NULL) {
-			log_warnx("link %s: connection to port %d, which no "
-			    "tunnel asked for: closed", l->hc->name, dport);
+			/* Also one that raced our cancel-tcpip-forward. */
+			log_info("link %s: connection to port %d, which no "
+			    "tunnel listens on: closed", l->hc->name, dport);
 			ssh_channel_free(ch);
 			continue;
 		}

@@ -1,7 +1,9 @@
 #!/bin/sh
-# demo.sh: a throw-away sshd on loopback, an echo server, and tunneld with
-# conf/demo.conf; shows tunctl status and links, moves data through every
-# tunnel, and stops everything it started.  Run as root (make demo).
+# demo.sh: a throw-away sshd on loopback, an echo server, a tiny HTTP
+# server, and tunneld with conf/demo.conf (local, remote, dynamic and
+# remote-dynamic tunnels); shows tunctl status and links, moves data through
+# every tunnel (socat for the plain ones, curl through the SOCKS ones), and
+# stops everything it started.  Run as root (make demo).
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -13,6 +15,7 @@ TUNCTL=${TUNCTL:-$TOP/build/tunctl}
 SSHD=/usr/sbin/sshd
 SSH_PORT=2222
 ECHO_PORT=18081
+HTTP_PORT=18086
 PIDS=""		# everything we started, stopped in reverse order
 TUNNELD_PID=""
 FAILED=0
@@ -51,7 +54,7 @@ cleanup() {
 if [ ! -x "$TUNNELD" ] || [ ! -x "$TUNCTL" ]; then
 	die "build first: make"
 fi
-for t in ssh-keygen socat nc "$SSHD"; do
+for t in ssh-keygen socat nc curl python3 sha256sum "$SSHD"; do
 	command -v "$t" >/dev/null || die "$t is missing (make deps)"
 done
 [ -f conf/demo.conf ] || die "conf/demo.conf is missing"
@@ -77,7 +80,7 @@ if port_busy $SSH_PORT; then
 	sed -i "s/\\b$SSH_PORT\\b/$p/g" "$D/demo.conf"
 	SSH_PORT=$p
 fi
-for p in 18080 18082 $ECHO_PORT; do
+for p in 18080 18082 18083 18084 18085 $ECHO_PORT $HTTP_PORT; do
 	! port_busy "$p" || die "port $p is taken; conf/demo.conf needs it"
 done
 
@@ -109,6 +112,13 @@ socat TCP6-LISTEN:$ECHO_PORT,bind='[::1]',reuseaddr,fork,ipv6only=1 EXEC:cat &
 PIDS="$! $PIDS"
 wait_port 127.0.0.1 $ECHO_PORT
 wait_port ::1 $ECHO_PORT
+
+say "a tiny HTTP server on 127.0.0.1:$HTTP_PORT (python3 -m http.server)"
+mkdir -p "$D/www"
+python3 -m http.server --bind 127.0.0.1 --directory "$D/www" $HTTP_PORT \
+    >"$D/http.log" 2>&1 &
+PIDS="$! $PIDS"
+wait_port 127.0.0.1 $HTTP_PORT
 
 say "tunneld -d -f $D/demo.conf"
 "$TUNNELD" -d -f "$D/demo.conf" 2>"$D/tunneld.log" &
@@ -159,6 +169,11 @@ addr_of() {
 say "data through each tunnel"
 head -c 4194304 /dev/urandom >"$D/blob"
 want=$(sha256sum <"$D/blob" | cut -d' ' -f1)
+cp "$D/blob" "$D/www/blob"
+# The SOCKS tunnels fetch it from the HTTP server, the name "localhost"
+# resolved by whoever makes the connection: the sshd for dynamic, this
+# machine for remote-dynamic.
+URL=http://localhost:$HTTP_PORT/blob
 "$TUNCTL" -s "$SOCK" status | awk 'NR > 1 && $1 != "" { print $1, $2, $4 }' |
 while read -r name type listen; do
 	case "$type" in
@@ -175,6 +190,32 @@ while read -r name type listen; do
 		else
 			echo "         FAILED (4 MiB: sha256 $sum, want $want)"
 			echo x >>"$D/failed"
+		fi
+		;;
+	dynamic|remote-dynamic)
+		case "$listen" in
+		*:*) proxy=$listen ;;
+		*) proxy=127.0.0.1:$listen ;;
+		esac
+		for how in --socks5-hostname --socks4a; do
+			sum=$(curl -sS --max-time 20 "$how" "$proxy" "$URL" |
+			    sha256sum | cut -d' ' -f1)
+			printf '%-8s %-14s curl %s %s %s\n' "$name" "$type" \
+			    "$how" "$proxy" "$URL"
+			if [ "$sum" = "$want" ]; then
+				echo "         4 MiB fetched intact"
+			else
+				echo "         FAILED (sha256 $sum, want $want)"
+				echo x >>"$D/failed"
+			fi
+		done
+		# A closed port: the SOCKS server answers with a failure.
+		if curl -sS --max-time 10 --socks5-hostname "$proxy" \
+		    http://localhost:9/ >/dev/null 2>"$D/curl.err"; then
+			echo "         FAILED: a closed port was reported open"
+			echo x >>"$D/failed"
+		else
+			echo "         closed port 9: $(cat "$D/curl.err")"
 		fi
 		;;
 	*)

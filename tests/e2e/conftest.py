@@ -19,9 +19,9 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import e2elib  # noqa: E402
-from e2elib import (Server, Sshd, Tunneld, fingerprint,  # noqa: E402
-                    known_hosts_line, render_conf, ssh_keygen, tail,
-                    DEFAULTS)
+from e2elib import (HttpServer, Server, Sshd, Tunneld,  # noqa: E402
+                    fingerprint, known_hosts_line, render_conf, ssh_keygen,
+                    tail, DEFAULTS)
 
 # Default time limit of one test (seconds); @pytest.mark.limit(S) overrides.
 TEST_LIMIT = 90
@@ -153,6 +153,21 @@ def servers():
         s.stop()
 
 
+@pytest.fixture
+def http(tdir):
+    """Factory for loopback HTTP servers (python http.server) serving a
+    random blob.bin; all are stopped after the test."""
+    made = []
+
+    def make(host="127.0.0.1", size=256 << 10):
+        h = HttpServer(os.path.join(tdir, "www%d" % len(made)), host, size)
+        made.append(h)
+        return h
+    yield make
+    for h in made:
+        h.stop()
+
+
 class Env:
     """What a test needs to write a tunnels.conf and start tunneld."""
 
@@ -189,18 +204,23 @@ class Env:
         return p
 
     def start(self, tunnels, sshd=None, hosts=None, defaults=None,
-              known_hosts=True, extra_args=(), conf_name="tunnels.conf"):
-        """Write the conf (and known_hosts) and start tunneld -d -f."""
+              known_hosts=True, extra_args=(), conf_name="tunnels.conf",
+              sock=None):
+        """Write the conf (and known_hosts) and start tunneld -d -f.
+        A second daemon in the same test needs its own sock and
+        conf_name."""
+        sock = sock or self.sock
         if known_hosts and sshd is not None:
             self.write_known_hosts(sshd.port)
         conf = self.write_conf(tunnels, name=conf_name, sshd=sshd,
-                               hosts=hosts, defaults=defaults)
+                               hosts=hosts, defaults=defaults, sock=sock)
         log = self.path("tunneld%d.log" % (len(self.daemons) + 1))
-        _logs.append(("tunneld log", log))
+        _logs.append(("tunneld log" if not self.daemons else
+                      "tunneld log %d" % (len(self.daemons) + 1), log))
         with open(conf) as f:
             with open(log, "w") as lf:
                 lf.write("=== %s\n%s\n=== log\n" % (conf, f.read()))
-        d = Tunneld(conf, self.sock, log, extra_args)
+        d = Tunneld(conf, sock, log, extra_args)
         self.daemons.append(d)
         d.start()
         return d

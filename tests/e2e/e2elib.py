@@ -752,3 +752,197 @@ FAST = {
     "backoff_initial": 0.2,
     "backoff_max": 2.0,
 }
+
+
+# ---------------------------------------------------------------------------
+# Remote and dynamic tunnels, SOCKS clients, a loopback HTTP server
+
+
+def remote(name, listen, target, via="srv", **kw):
+    """A remote (ssh -R) tunnel definition for tunnels.conf."""
+    t = {"name": name, "type": "remote", "via": via, "listen": listen,
+         "target": target}
+    t.update(kw)
+    return t
+
+
+def dynamic(name, listen, via="srv", **kw):
+    """A dynamic (ssh -D, SOCKS here) tunnel definition."""
+    t = {"name": name, "type": "dynamic", "via": via, "listen": listen}
+    t.update(kw)
+    return t
+
+
+def remote_dynamic(name, listen, via="srv", **kw):
+    """A remote-dynamic (SOCKS on the far side) tunnel definition."""
+    t = {"name": name, "type": "remote-dynamic", "via": via,
+         "listen": listen}
+    t.update(kw)
+    return t
+
+
+def listen_port(text):
+    """The port of a LISTEN value such as "127.0.0.1:4242" or "[::1]:22"."""
+    return int(str(text).rsplit(":", 1)[-1])
+
+
+SOCKS5_REPLIES = {0: "succeeded", 1: "general failure",
+                  2: "not allowed by ruleset", 3: "network unreachable",
+                  4: "host unreachable", 5: "connection refused",
+                  6: "TTL expired", 7: "command not supported",
+                  8: "address type not supported"}
+
+
+def _socks5_addr(host):
+    """ATYP and address bytes for a SOCKS5 request."""
+    try:
+        return b"\x01" + socket.inet_pton(socket.AF_INET, host)
+    except OSError:
+        pass
+    try:
+        return b"\x04" + socket.inet_pton(socket.AF_INET6, host)
+    except OSError:
+        pass
+    name = host.encode()
+    return b"\x03" + bytes([len(name)]) + name
+
+
+def socks5_handshake(s, host, port):
+    """Run a SOCKS5 no-auth CONNECT on socket s.  Return the reply code
+    (0 = success); raise EOFError if the server closed instead."""
+    s.sendall(b"\x05\x01\x00")
+    m = recv_exact(s, 2)
+    if m != b"\x05\x00":
+        raise AssertionError("SOCKS5 method reply %r" % m)
+    s.sendall(b"\x05\x01\x00" + _socks5_addr(host) + port.to_bytes(2, "big"))
+    head = recv_exact(s, 4)
+    assert head[0] == 5, "SOCKS5 reply version %r" % head
+    atyp = head[3]
+    if atyp == 1:
+        recv_exact(s, 4 + 2)
+    elif atyp == 4:
+        recv_exact(s, 16 + 2)
+    elif atyp == 3:
+        n = recv_exact(s, 1)[0]
+        recv_exact(s, n + 2)
+    else:
+        raise AssertionError("SOCKS5 reply address type %d" % atyp)
+    return head[1]
+
+
+def socks5_connect(proxy, host, port, timeout=15.0):
+    """Connect to the SOCKS server at proxy (host, port); return
+    (socket, reply code).  The socket is closed unless the code is 0."""
+    s = connect(proxy, timeout=timeout)
+    try:
+        rep = socks5_handshake(s, host, port)
+    except BaseException:
+        s.close()
+        raise
+    if rep != 0:
+        s.close()
+        return None, rep
+    return s, rep
+
+
+def socks4_handshake(s, host, port, userid=b"e2e"):
+    """SOCKS4 CONNECT (4a when host is not an IPv4 literal); return the
+    reply code (90 = granted)."""
+    try:
+        ip = socket.inet_pton(socket.AF_INET, host)
+        tail_ = b""
+    except OSError:
+        ip = b"\x00\x00\x00\x01"             # SOCKS4a: the name follows
+        tail_ = host.encode() + b"\x00"
+    s.sendall(b"\x04\x01" + port.to_bytes(2, "big") + ip + userid + b"\x00"
+              + tail_)
+    r = recv_exact(s, 8)
+    assert r[0] == 0, "SOCKS4 reply version byte %r" % r
+    return r[1]
+
+
+def socks4_connect(proxy, host, port, timeout=15.0):
+    s = connect(proxy, timeout=timeout)
+    try:
+        rep = socks4_handshake(s, host, port)
+    except BaseException:
+        s.close()
+        raise
+    if rep != 90:
+        s.close()
+        return None, rep
+    return s, rep
+
+
+def closed_without_reply(s, timeout=10.0):
+    """True if the peer closes s (EOF or reset) without sending a byte;
+    False if a byte arrives first.  Raises socket.timeout otherwise."""
+    s.settimeout(timeout)
+    try:
+        b = s.recv(1)
+    except (ConnectionResetError, ConnectionAbortedError):
+        return True
+    return b == b""
+
+
+def run_cmd(cmd, data=None, timeout=30):
+    """Run a command bounded in time; return (exit code, stdout, stderr)."""
+    p = subprocess.run(cmd, input=data if data is not None else b"",
+                       capture_output=True, timeout=timeout)
+    return p.returncode, p.stdout, p.stderr.decode(errors="replace")
+
+
+def curl(*args, timeout=30):
+    """curl -sS with a bounded time and no proxy from the environment."""
+    e = dict(os.environ)
+    for k in list(e):
+        if k.lower() in ("http_proxy", "https_proxy", "all_proxy",
+                         "no_proxy"):
+            del e[k]
+    p = subprocess.run(["curl", "-sS", "--noproxy", "",
+                        "--max-time", str(int(timeout - 5))] + list(args),
+                       capture_output=True, timeout=timeout,
+                       stdin=subprocess.DEVNULL, env=e)
+    return p.returncode, p.stdout, p.stderr.decode(errors="replace")
+
+
+class HttpServer:
+    """python http.server on a loopback address, serving a directory with
+    a random file "blob.bin" (its bytes in .blob)."""
+
+    def __init__(self, root, host="127.0.0.1", size=256 << 10):
+        import functools
+        import http.server
+
+        class Quiet(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+        class V6Server(http.server.ThreadingHTTPServer):
+            address_family = socket.AF_INET6
+
+        os.makedirs(root, exist_ok=True)
+        self.blob = os.urandom(size)
+        with open(os.path.join(root, "blob.bin"), "wb") as f:
+            f.write(self.blob)
+        cls = V6Server if ":" in host else http.server.ThreadingHTTPServer
+        cls.daemon_threads = True
+        self.httpd = cls((host, 0),
+                         functools.partial(Quiet, directory=root))
+        self.host = host
+        self.port = self.httpd.server_address[1]
+        self._t = threading.Thread(target=self.httpd.serve_forever,
+                                   kwargs={"poll_interval": 0.2},
+                                   daemon=True)
+        self._t.start()
+
+    def url(self, path="/blob.bin", host=None):
+        h = host or self.host
+        if ":" in h:
+            h = "[%s]" % h
+        return "http://%s:%d%s" % (h, self.port, path)
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._t.join(5)
