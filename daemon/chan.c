@@ -60,12 +60,16 @@ static unsigned char	chan_scratch[256 * 1024];
  * socket; a remote tunnel's client arrives through the channel.
  */
 #define CHAN_FROM_CHANNEL(c, n) do {					\
+	if ((c)->fwd == NULL)						\
+		break;							\
 	if (fwd_is_remote((c)->fwd))					\
 		(c)->fwd->bytes_out += (uint64_t)(n);			\
 	else								\
 		(c)->fwd->bytes_in += (uint64_t)(n);			\
 } while (0)
 #define CHAN_TO_CHANNEL(c, n) do {					\
+	if ((c)->fwd == NULL)						\
+		break;							\
 	if (fwd_is_remote((c)->fwd))					\
 		(c)->fwd->bytes_in += (uint64_t)(n);			\
 	else								\
@@ -134,6 +138,12 @@ chan_link_wait(struct chan *c)
 	struct timeval	 tv;
 
 	if (c->link->state == LINK_UP) {
+		/* Should the link drop before the pump gets to us. */
+		if (f->tc->connect_wait > 0) {
+			tv.tv_sec = f->tc->connect_wait;
+			tv.tv_usec = 0;
+			evtimer_add(c->ev_wait, &tv);
+		}
 		chan_want(c);
 		return;
 	}
@@ -329,46 +339,54 @@ chan_kill(struct chan *c, const char *why)
 void
 chan_link_lost(struct chan *c)
 {
+	int had_channel = c->ch != NULL;
+
 	if (c->ch != NULL) {
 		ssh_remove_channel_callbacks(c->ch, &c->cb);
 		ssh_channel_free(c->ch);
 		c->ch = NULL;
 	}
 	chan_unlist(c);
-	if (c->state != CHAN_WAITING && c->state != CHAN_DEAD) {
-		c->state = CHAN_OPEN;
-		chan_kill(c, "link lost");
-	}
+	/* A dynamic client still in its SOCKS handshake needs no link yet. */
+	if (c->state == CHAN_WAITING || c->state == CHAN_DEAD ||
+	    (c->state == CHAN_SOCKS && !had_channel))
+		return;
+	c->state = CHAN_OPEN;
+	chan_kill(c, "link lost");
 }
 
 /* Free every dead chan; run outside any libssh callback. */
 void
 chan_reap_all(void)
 {
-	struct chan	*c;
-	struct link	*l;
+	struct chan *c;
 
-	if (TAILQ_EMPTY(&td->reap))
-		return;
 	while ((c = TAILQ_FIRST(&td->reap)) != NULL) {
 		TAILQ_REMOVE(&td->reap, c, entry);
 		chan_free(c);
 	}
-	/* Freed channels queued CLOSE messages: let the pumps send them. */
-	TAILQ_FOREACH(l, &td->links, entry) {
-		if (l->state == LINK_UP)
-			link_kick(l);
-	}
 }
 
-/* The reap event: free what died during the last turn. */
+/*
+ * The reap event: free what died during the last turn. Freed channels
+ * queued CLOSE messages: let the pumps send them. A failed write made
+ * libssh close a session's fd: catch it now.
+ */
 void
 chan_reap_cb(int fd, short what, void *arg)
 {
+	struct link *l;
+
 	(void)fd;
 	(void)what;
 	(void)arg;
+	if (TAILQ_EMPTY(&td->reap))
+		return;
 	chan_reap_all();
+	TAILQ_FOREACH(l, &td->links, entry) {
+		if (l->state == LINK_UP && !link_fd_lost(l))
+			link_kick(l);
+	}
 }
 
 /* Give a chan a turn of the pump on the next loop iteration. */
@@ -390,7 +408,7 @@ chan_want(struct chan *c)
 void
 chan_park(struct chan *c)
 {
-	if (c->where == CHAN_PARKED)
+	if (c->state == CHAN_DEAD || c->where == CHAN_PARKED)
 		return;
 	if (c->where == CHAN_READY)
 		TAILQ_REMOVE(&c->link->ready, c, ready_entry);
@@ -406,10 +424,13 @@ chan_read_ev_cb(int fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (c->state == CHAN_SOCKS)
+	if (c->state == CHAN_SOCKS) {
 		chan_socks_read(c);	/* no SSH involved yet */
-	else
-		chan_want(c);
+		return;
+	}
+	/* Run the pump now rather than on the next turn: latency. */
+	chan_want(c);
+	pump_run(c->link);
 }
 
 /* The client socket has room: send the backlog. */
@@ -520,6 +541,11 @@ chan_to_channel(struct chan *c, const void *data, size_t len)
 	if (w < 0)
 		return (-1);
 	CHAN_TO_CHANNEL(c, w);
+	c->link->turn_budget -= (size_t)w < c->link->turn_budget ?
+	    (size_t)w : c->link->turn_budget;
+	/* The write read packets: callbacks may have ended this chan. */
+	if (c->state == CHAN_DEAD)
+		return (-2);
 	if ((size_t)w < len)
 		evbuffer_add(c->pend, (const char *)data + w, len - (size_t)w);
 	return (0);
@@ -706,13 +732,14 @@ chan_pump_open(struct chan *c)
 	size_t		 len, n, space, budget = CHAN_BUDGET;
 	ssize_t		 r;
 	uint32_t	 win;
-	int		 w, rd;
+	int		 w, rd, rc;
 	char		 why[128];
 
 	if (c->sreply_len > 0) {
 		/* remote-dynamic: the SOCKS answer goes first. */
-		if (chan_to_channel(c, c->sreply, c->sreply_len) == -1) {
-			chan_kill(c, "channel write failed");
+		if ((rc = chan_to_channel(c, c->sreply, c->sreply_len)) < 0) {
+			if (rc == -1)
+				chan_kill(c, "channel write failed");
 			return;
 		}
 		c->sreply_len = 0;
@@ -730,6 +757,8 @@ chan_pump_open(struct chan *c)
 			space = sizeof(chan_scratch);
 		rd = ssh_channel_read_nonblocking(c->ch, chan_scratch,
 		    (uint32_t)space, 0);
+		if (c->state == CHAN_DEAD)
+			return;	/* a callback ended it */
 		if (rd <= 0) {
 			c->leftover = 0;
 			break;
@@ -758,6 +787,8 @@ chan_pump_open(struct chan *c)
 		n = len < win ? len : win;
 		w = ssh_channel_write(c->ch, evbuffer_pullup(c->pend,
 		    (ssize_t)n), (uint32_t)n);
+		if (c->state == CHAN_DEAD)
+			return;	/* a callback ended it */
 		if (w < 0) {
 			chan_kill(c, "channel write failed");
 			return;
@@ -772,7 +803,7 @@ chan_pump_open(struct chan *c)
 
 	/* Then read the client, never more than the window takes. */
 	while (!c->local_eof && !c->eof_sent && !c->remote_closed) {
-		if (budget == 0) {
+		if (budget == 0 || l->turn_budget == 0) {
 			chan_want(c);	/* more next turn, others first */
 			break;
 		}
@@ -786,6 +817,8 @@ chan_pump_open(struct chan *c)
 			n = win;
 		if (n > budget)
 			n = budget;
+		if (n > l->turn_budget)
+			n = l->turn_budget;
 		r = recv(c->fd, chan_scratch, n, MSG_DONTWAIT);
 		if (r == 0) {
 			c->local_eof = 1;
@@ -801,8 +834,9 @@ chan_pump_open(struct chan *c)
 			chan_kill(c, why);
 			return;
 		}
-		if (chan_to_channel(c, chan_scratch, (size_t)r) == -1) {
-			chan_kill(c, "channel write failed");
+		if ((rc = chan_to_channel(c, chan_scratch, (size_t)r)) < 0) {
+			if (rc == -1)
+				chan_kill(c, "channel write failed");
 			return;
 		}
 		budget -= (size_t)r;
@@ -819,6 +853,8 @@ chan_pump_open(struct chan *c)
 	    evbuffer_get_length(c->pend) == 0) {
 		ssh_channel_send_eof(c->ch);
 		c->eof_sent = 1;
+		if (c->state == CHAN_DEAD)
+			return;
 	}
 
 	/* Both directions finished, or the server closed the channel. */

@@ -82,12 +82,13 @@ chan_connect_dns_cb(int err, struct evutil_addrinfo *res, void *arg)
 {
 	struct chan *c = arg;
 
-	c->dnsreq = NULL;
+	/* A cancelled lookup reports later; the chan may be freed by then. */
 	if (err == EVUTIL_EAI_CANCEL) {
 		if (res != NULL)
 			evutil_freeaddrinfo(res);
 		return;
 	}
+	c->dnsreq = NULL;
 	if (err != 0 || res == NULL) {
 		if (res != NULL)
 			evutil_freeaddrinfo(res);

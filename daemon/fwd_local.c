@@ -518,7 +518,8 @@ fwd_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		return;
 	}
 	log_debug("tunnel %s: connection from %s", f->tc->name, peer);
-	chan_new(f, fd, peer);
+	if (chan_new(f, fd, peer) != NULL && f->link->state == LINK_UP)
+		pump_run(f->link);	/* open its channel without a turn */
 }
 
 /* accept() failed: out of descriptors pauses the listener for a second. */

@@ -245,12 +245,13 @@ link_dns_cb(int err, struct evutil_addrinfo *res, void *arg)
 {
 	struct link *l = arg;
 
-	l->dnsreq = NULL;
+	/* A cancelled lookup reports later; the link may be gone by then. */
 	if (err == EVUTIL_EAI_CANCEL) {
 		if (res != NULL)
 			evutil_freeaddrinfo(res);
 		return;
 	}
+	l->dnsreq = NULL;
 	if (err != 0 || res == NULL) {
 		if (res != NULL)
 			evutil_freeaddrinfo(res);
@@ -432,6 +433,9 @@ link_close_session(struct link *l)
 		ssh_key_free(l->key);
 		l->key = NULL;
 	}
+	/* libssh closes our fd itself after a write error: never twice. */
+	if (l->session != NULL && ssh_get_fd(l->session) != l->fd)
+		l->fd = -1;
 	if (l->session != NULL) {
 		ssh_disconnect(l->session);
 		ssh_free(l->session);
@@ -571,6 +575,27 @@ link_keepalive_cb(int fd, short what, void *arg)
 	if (l->state != LINK_UP)
 		return;
 	pump_keepalive_tick(l);
+}
+
+/*
+ * libssh closes the session's fd itself when a write fails (socket.c).
+ * Find that at once, before the number is handed to another socket, and
+ * fail the link without closing the fd again. Returns 1 when it did.
+ */
+int
+link_fd_lost(struct link *l)
+{
+	if (l->session == NULL || l->fd == -1 ||
+	    ssh_get_fd(l->session) == l->fd)
+		return (0);
+	l->fd = -1;
+	if (l->ev_io != NULL) {
+		event_free(l->ev_io);	/* its fd is already closed */
+		l->ev_io = NULL;
+	}
+	link_fail(l, "connection to %s lost: %s", l->peer,
+	    ssh_get_error(l->session));
+	return (1);
 }
 
 /* Schedule the pump to run on the next loop turn. */

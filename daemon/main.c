@@ -248,6 +248,8 @@ main(int argc, char *argv[])
 	    getenv("JOURNAL_STREAM") == NULL) {
 		if (daemon(0, 0) == -1)
 			fatal("daemon");
+		if (event_reinit(td->base) == -1)
+			fatalx("event_reinit failed");
 		log_init(0, td->verbose);
 		if (!td->verbose)
 			log_setlevel(td->conf->log_level);

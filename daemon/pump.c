@@ -25,6 +25,8 @@
 
 /* Reads per pump: each moves at most 4 KiB inside libssh. */
 #define PUMP_MAX_READS	64
+/* Client bytes all chans of a link may hand libssh in one turn. */
+#define PUMP_TURN_BUDGET (1024 * 1024)
 
 static void	pump_io_cb(int, short, void *);
 static int	pump_read(struct link *);
@@ -98,6 +100,8 @@ pump_check_session(struct link *l)
 	const char	*msg;
 	int		 status;
 
+	if (link_fd_lost(l))
+		return (-1);
 	status = ssh_get_status(l->session);
 	if (ssh_is_connected(l->session) &&
 	    (status & (SSH_CLOSED | SSH_CLOSED_ERROR)) == 0)
@@ -135,12 +139,16 @@ pump_read(struct link *l)
 	return (pump_check_session(l));
 }
 
-/* Give every chan with work its turn; park those waiting for a packet. */
+/*
+ * Give every chan with work its turn; park those waiting for a packet.
+ * A chan's turn may run libssh callbacks that end or requeue any chan, so
+ * chans are taken off the ready list one at a time, as many as were on it.
+ */
 static void
 pump_chans(struct link *l)
 {
-	struct chanlist	 work;
 	struct chan	*c;
+	size_t		 n = 0;
 
 	if (l->pktc.in_packets != l->pump_rx_mark || !l->out_blocked) {
 		/* Window adjusts and open confirmations arrive as packets. */
@@ -151,19 +159,14 @@ pump_chans(struct link *l)
 			c->where = CHAN_READY;
 		}
 	}
-	TAILQ_INIT(&work);
-	TAILQ_CONCAT(&work, &l->ready, ready_entry);
-	while ((c = TAILQ_FIRST(&work)) != NULL) {
-		TAILQ_REMOVE(&work, c, ready_entry);
+	TAILQ_FOREACH(c, &l->ready, ready_entry)
+		n++;
+	l->turn_budget = PUMP_TURN_BUDGET;
+	while (n-- > 0 && l->session != NULL &&
+	    (c = TAILQ_FIRST(&l->ready)) != NULL) {
+		TAILQ_REMOVE(&l->ready, c, ready_entry);
 		c->where = CHAN_NOWHERE;
 		chan_pump(c);
-		if (l->session == NULL)
-			break;
-	}
-	/* A chan that failed the link left the rest on work: keep them. */
-	while ((c = TAILQ_FIRST(&work)) != NULL) {
-		TAILQ_REMOVE(&work, c, ready_entry);
-		c->where = CHAN_NOWHERE;
 	}
 }
 
@@ -230,7 +233,13 @@ pump_run(struct link *l)
 		pump_check_session(l);
 		return;
 	}
-	if (l->out_blocked && rc != SSH_AGAIN && !TAILQ_EMPTY(&l->parked))
+	/*
+	 * Parked chans wait for a packet or for the output to drain. Packets
+	 * read by a chan's own calls or by the flush come with no socket
+	 * event, so look again on the next turn.
+	 */
+	if (!TAILQ_EMPTY(&l->parked) && ((l->out_blocked && rc != SSH_AGAIN) ||
+	    l->pktc.in_packets != l->pump_rx_mark))
 		link_kick(l);
 	l->out_blocked = rc == SSH_AGAIN;
 	if (pump_check_session(l) == -1) {

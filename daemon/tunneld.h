@@ -208,6 +208,7 @@ struct link {
 	TAILQ_HEAD(, greq)	 greqs;
 
 	int			 out_blocked;	/* session output not flushed */
+	size_t			 turn_budget;	/* client bytes left this turn */
 	uint64_t		 pump_rx_mark;	/* pktc.in_packets at the last pump */
 
 	TAILQ_HEAD(, fwd)	 fwds;
@@ -432,6 +433,7 @@ void	 link_refused(struct link *, const char *, ...)
 void	 link_established(struct link *);
 const char *link_state_name(enum link_state);
 void	 link_kick(struct link *);
+int	 link_fd_lost(struct link *);
 
 /* handshake.c */
 int	 handshake_step(struct link *);
