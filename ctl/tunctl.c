@@ -34,6 +34,7 @@ static int	tunctl_connect(const char *);
 static void	tunctl_send(int, const char *, const char *, double);
 static int	tunctl_line(const char *, char *);
 static int	tunctl_run(const char *, const char *, int);
+static int	tunctl_common_opt(int, char **, int *, int *, const char **);
 
 static struct ctl_request	request;	/* what the user asked for */
 static struct ctl_request	checked;	/* the same, read back */
@@ -323,13 +324,40 @@ tunctl_run(const char *path, const char *line, int answer_secs)
 	}
 }
 
+/*
+ * An option allowed before and after the command: -h, --json, -s PATH.
+ * Returns 1 when argv[*i] was one (and *i moved past its argument), 0 when
+ * it was not, -1 for help (printed).
+ */
+static int
+tunctl_common_opt(int argc, char **argv, int *i, int *json, const char **path)
+{
+	const char *a = argv[*i];
+
+	if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+		tunctl_usage(stdout);
+		return (-1);
+	}
+	if (strcmp(a, "--json") == 0 || strcmp(a, "-j") == 0)
+		*json = 1;
+	else if (strcmp(a, "-s") == 0 || strcmp(a, "--socket") == 0) {
+		if (++*i == argc)
+			tunctl_usage_error("\"%s\" needs a socket path", a);
+		*path = argv[*i];
+	} else if (strncmp(a, "--socket=", 9) == 0)
+		*path = a + 9;
+	else
+		return (0);
+	return (1);
+}
+
 /* Parse the command line, send the request, exit with the answer's code. */
 int
 main(int argc, char **argv)
 {
 	const char	*path = NULL, *a, *cmd;
 	char		 line[CTL_LINE_MAX + 1], err[512];
-	int		 i, json = 0, options = 1, answer;
+	int		 i, json = 0, options = 1, answer, rc;
 
 	for (i = 1; i < argc; i++) {
 		a = argv[i];
@@ -339,20 +367,12 @@ main(int argc, char **argv)
 		}
 		if (a[0] != '-' || a[1] == '\0')
 			break;
-		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			tunctl_usage(stdout);
+		if ((rc = tunctl_common_opt(argc, argv, &i, &json, &path)) == -1)
 			return (CTL_EXIT_OK);
-		} else if (strcmp(a, "--json") == 0 || strcmp(a, "-j") == 0)
-			json = 1;
-		else if (strcmp(a, "-s") == 0 || strcmp(a, "--socket") == 0) {
-			if (++i == argc)
-				tunctl_usage_error("\"%s\" needs a socket "
-				    "path", a);
-			path = argv[i];
-		} else if (strncmp(a, "-s", 2) == 0)
+		if (rc == 1)
+			continue;
+		if (strncmp(a, "-s", 2) == 0)
 			path = a + 2;
-		else if (strncmp(a, "--socket=", 9) == 0)
-			path = a + 9;
 		else
 			tunctl_usage_error("unknown option \"%s\"", a);
 	}
@@ -382,19 +402,11 @@ main(int argc, char **argv)
 			request.argv[request.argc++] = argv[i];
 			continue;
 		}
-		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			tunctl_usage(stdout);
+		if ((rc = tunctl_common_opt(argc, argv, &i, &json, &path)) == -1)
 			return (CTL_EXIT_OK);
-		} else if (strcmp(a, "--json") == 0 || strcmp(a, "-j") == 0)
-			json = 1;
-		else if (strcmp(a, "-s") == 0 || strcmp(a, "--socket") == 0) {
-			if (++i == argc)
-				tunctl_usage_error("\"%s\" needs a socket "
-				    "path", a);
-			path = argv[i];
-		} else if (strncmp(a, "--socket=", 9) == 0)
-			path = a + 9;
-		else if (strcmp(a, "--all") == 0 || strcmp(a, "-a") == 0)
+		if (rc == 1)
+			continue;
+		if (strcmp(a, "--all") == 0 || strcmp(a, "-a") == 0)
 			request.all = 1;
 		else if (strcmp(a, "--timeout") == 0 || strcmp(a, "-t") == 0 ||
 		    strncmp(a, "--timeout=", 10) == 0) {

@@ -709,6 +709,37 @@ class Pump:
         return self.conns
 
 
+def start_up(env, sshd, tunnels, timeout=15, **kw):
+    """Start tunneld and wait (through tunctl) until every enabled tunnel
+    is up."""
+    d = env.start(tunnels, sshd=sshd, **kw)
+    names = [t["name"] for t in tunnels if t.get("enabled", True)]
+    code, out, err = d.tunctl("wait", *names, "--timeout", str(timeout))
+    assert code == 0, (code, out, err)
+    return d
+
+
+def transfer_both_ways(p_up, p_down, data):
+    """Push data to a sink behind p_up (it answers "LENGTH SHA256") and pull
+    it from a source behind p_down; assert both arrived whole. Returns the
+    seconds each direction took and the sink's reply."""
+    digest = hashlib.sha256(data).hexdigest()
+    t0 = time.monotonic()
+    with connect(("127.0.0.1", p_up)) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        reply = recv_all(s).decode()
+    dt_up = time.monotonic() - t0
+    assert reply.split() == [str(len(data)), digest], reply
+    t0 = time.monotonic()
+    with connect(("127.0.0.1", p_down)) as s:
+        got = recv_all(s)
+    dt_down = time.monotonic() - t0
+    assert len(got) == len(data), len(got)
+    assert hashlib.sha256(got).hexdigest() == digest
+    return dt_up, dt_down, reply
+
+
 def local(name, listen, target, via="srv", **kw):
     """A local tunnel definition for tunnels.conf."""
     t = {"name": name, "type": "local", "via": via, "listen": listen,

@@ -14,22 +14,13 @@ import pytest
 
 from e2elib import (connect, echo_handler, echo_roundtrip, free_port, local,
                     note, proc_rss_kb, Pump, recv_all, recv_exact, sanitized,
-                    sink_handler, source_handler, tcp_listen)
-
-
-def start_up(env, sshd, tunnels, **kw):
-    """Start tunneld and wait (through tunctl) until every tunnel is up."""
-    d = env.start(tunnels, sshd=sshd, **kw)
-    names = [t["name"] for t in tunnels]
-    code, out, err = d.tunctl("wait", *names, "--timeout", "15")
-    assert code == 0, (code, out, err)
-    return d
+                    sink_handler, source_handler, start_up, tcp_listen,
+                    transfer_both_ways)
 
 
 @pytest.mark.limit(150)
 def test_64mib_both_directions(sshd, env, servers):
     data = os.urandom(64 << 20)
-    digest = hashlib.sha256(data).hexdigest()
     sink = servers(sink_handler)
     src = servers(source_handler(data))
     p_up, p_down = free_port(), free_port()
@@ -37,22 +28,7 @@ def test_64mib_both_directions(sshd, env, servers):
                              local("download", tcp_listen(p_down),
                                    src.target)])
 
-    # client -> target: the sink answers with what it received.
-    t0 = time.monotonic()
-    with connect(("127.0.0.1", p_up)) as s:
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        reply = recv_all(s).decode()
-    dt_up = time.monotonic() - t0
-    assert reply.split() == [str(len(data)), digest], reply
-
-    # target -> client.
-    t0 = time.monotonic()
-    with connect(("127.0.0.1", p_down)) as s:
-        got = recv_all(s)
-    dt_down = time.monotonic() - t0
-    assert len(got) == len(data)
-    assert hashlib.sha256(got).hexdigest() == digest
+    dt_up, dt_down, reply = transfer_both_ways(p_up, p_down, data)
     note("64 MiB client->target %.0f MB/s, target->client %.0f MB/s" %
           (len(data) / dt_up / 1e6, len(data) / dt_down / 1e6))
 

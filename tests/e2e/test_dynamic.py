@@ -15,18 +15,10 @@ import pytest
 from e2elib import (closed_without_reply, connect, curl, dynamic,
                     echo_handler, free_port, local, note, recv_all,
                     recv_exact, run_cmd, socks4_connect, socks5_connect,
-                    socks5_handshake, tcp_listen)
+                    socks5_handshake, start_up, tcp_listen)
 
 SLACK = 3.0             # scheduling slack on a loaded 2-core machine
 SOCKS_TIMEOUT = 10      # seconds a client has to finish its request
-
-
-def start_up(env, sshd, tunnels, defaults=None):
-    d = env.start(tunnels, sshd=sshd, defaults=defaults)
-    code, out, err = d.tunctl("wait", *[t["name"] for t in tunnels],
-                              "--timeout", "15")
-    assert code == 0, (code, out, err)
-    return d
 
 
 def test_curl_socks5h_socks4a(sshd, env, http):

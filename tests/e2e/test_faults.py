@@ -10,16 +10,13 @@ import pytest
 
 from e2elib import (FAST, connect, echo_handler, echo_roundtrip, free_port,
                     local, note, port_bindable, recv_all, tcp_listen)
+from e2elib import start_up as e2elib_start_up
 
 SLACK = 2.0     # seconds of scheduling slack on a loaded 2-core machine
 
 
 def start_up(env, sshd, tunnels, defaults=FAST):
-    d = env.start(tunnels, sshd=sshd, defaults=defaults)
-    code, out, err = d.tunctl("wait", *[t["name"] for t in tunnels],
-                              "--timeout", "15")
-    assert code == 0, (code, out, err)
-    return d
+    return e2elib_start_up(env, sshd, tunnels, defaults=defaults)
 
 
 @pytest.mark.limit(60)

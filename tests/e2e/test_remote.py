@@ -19,18 +19,10 @@ from e2elib import (FAST, connect, curl, echo_handler, echo_roundtrip,
                     free_port, listen_port, local, note, port_refuses,
                     proc_descendants, recv_all, remote, remote_dynamic,
                     run_cmd, sink_handler, socks4_connect, socks5_connect,
-                    source_handler, tcp_listen, wait_port)
+                    source_handler, start_up, tcp_listen,
+                    transfer_both_ways, wait_port)
 
 SLACK = 2.0     # seconds of scheduling slack on a loaded 2-core machine
-
-
-def start_up(env, sshd, tunnels, defaults=None, timeout=15):
-    """Start tunneld and wait (through tunctl) until every tunnel is up."""
-    d = env.start(tunnels, sshd=sshd, defaults=defaults)
-    names = [t["name"] for t in tunnels if t.get("enabled", True)]
-    code, out, err = d.tunctl("wait", *names, "--timeout", str(timeout))
-    assert code == 0, (code, out, err)
-    return d
 
 
 def wait_refused(port, timeout=5.0):
@@ -55,7 +47,6 @@ def count_in_log(path, pattern):
 @pytest.mark.limit(150)
 def test_remote_64mib_both_directions(sshd, env, servers):
     data = os.urandom(64 << 20)
-    digest = hashlib.sha256(data).hexdigest()
     sink = servers(sink_handler)
     src = servers(source_handler(data))
     p_up, p_down = free_port(), free_port()
@@ -63,22 +54,7 @@ def test_remote_64mib_both_directions(sshd, env, servers):
                              remote("rdown", tcp_listen(p_down),
                                     src.target)])
 
-    # client (on the far side) -> target (here): the sink reports.
-    t0 = time.monotonic()
-    with connect(("127.0.0.1", p_up)) as s:
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        reply = recv_all(s).decode()
-    dt_up = time.monotonic() - t0
-    assert reply.split() == [str(len(data)), digest], reply
-
-    # target (here) -> client (far side).
-    t0 = time.monotonic()
-    with connect(("127.0.0.1", p_down)) as s:
-        got = recv_all(s)
-    dt_down = time.monotonic() - t0
-    assert len(got) == len(data), len(got)
-    assert hashlib.sha256(got).hexdigest() == digest
+    dt_up, dt_down, _ = transfer_both_ways(p_up, p_down, data)
     note("remote 64 MiB far->here %.0f MB/s, here->far %.0f MB/s" %
          (len(data) / dt_up / 1e6, len(data) / dt_down / 1e6))
 
