@@ -2,6 +2,7 @@
 #   make            build daemon/tunneld and ctl/tunctl
 #   make check      install what is missing, build, run every test
 #   make asan       build both programs with ASan and UBSan into build-asan/
+#   make e2e-asan   the end-to-end tests against that build
 #   make demo       a throw-away sshd and tunneld moving data through each tunnel
 #   make bench      tunneld against OpenSSH on a private sshd (QUICK=1: < 2 min)
 #   make install    DESTDIR, PREFIX
@@ -113,17 +114,50 @@ fuzz: $(addprefix $(B)/fuzz/,$(FUZZ_TARGETS))
 		    $(B)/fuzz/$$c tests/fuzz/$$c; \
 	done
 
-.PHONY: fuzz
+# make fuzz-replay: every input of every tests/fuzz/corpus_* run once
+# through its harness (part of make check); a crash or sanitizer report
+# fails it.
+fuzz-replay: $(addprefix $(B)/fuzz/,$(FUZZ_TARGETS))
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		c=tests/fuzz/corpus_$${t#fuzz_}; \
+		n=$$(find $$c -type f | wc -l); \
+		[ $$n -gt 0 ] || { echo "fuzz-replay: $$c is empty" >&2; exit 1; }; \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		    ./$(B)/fuzz/$$t -runs=0 $$(find $$c -type f | sort) \
+		    >$(B)/fuzz/$$t-replay.log 2>&1 || { \
+			tail -40 $(B)/fuzz/$$t-replay.log >&2; exit 1; }; \
+		echo "fuzz-replay: $$t: $$n inputs, no finding"; \
+	done
+
+.PHONY: fuzz fuzz-replay
 
 e2e: all
 	TUNNELD_BIN=$(CURDIR)/$(B)/tunneld TUNCTL_BIN=$(CURDIR)/$(B)/tunctl \
 	    $(PYTHON) -m pytest -q tests/e2e $(PYTEST_ARGS)
 
+# make e2e-asan: the same end-to-end suite against the ASan/UBSan/LSan
+# build of tunneld and tunctl.  Every report goes to a file under
+# $(BA)/sanlog; the suite fails the test after which one appears, even when
+# the process exited 0.
+SANLOG	 = $(CURDIR)/$(BA)/sanlog
+e2e-asan: asan
+	rm -rf $(SANLOG) && mkdir -p $(SANLOG)
+	TUNNELD_BIN=$(CURDIR)/$(BA)/tunneld TUNCTL_BIN=$(CURDIR)/$(BA)/tunctl \
+	    E2E_SAN_LOG_DIR=$(SANLOG) \
+	    ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:log_path=$(SANLOG)/asan \
+	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$(SANLOG)/ubsan \
+	    $(PYTHON) -m pytest -q tests/e2e $(PYTEST_ARGS)
+	@if [ -n "$$(ls -A $(SANLOG))" ]; then \
+		echo "e2e-asan: sanitizer reports in $(SANLOG):" >&2; \
+		head -50 $(SANLOG)/* >&2; exit 1; fi
+
 check: deps
 	$(MAKE) all
 	$(MAKE) unit
+	$(MAKE) fuzz-replay
 	$(MAKE) configs
 	$(MAKE) e2e
+	$(MAKE) e2e-asan
 
 # The shipped example files must pass the checker.
 configs: all
@@ -160,6 +194,6 @@ bench: all $(B)/loadgen
 	    LOADGEN_BIN=$(CURDIR)/$(B)/loadgen \
 	    $(PYTHON) bench/bench.py $(if $(filter 1 yes true,$(QUICK)),--quick) $(BENCH_ARGS)
 
-.PHONY: all asan deps unit e2e check configs demo install clean bench
+.PHONY: all asan deps unit e2e e2e-asan check configs demo install clean bench
 
 -include $(shell find $(B) $(BA) -name '*.d' 2>/dev/null)

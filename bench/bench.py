@@ -305,6 +305,7 @@ class Bench:
         os.chmod(self.wd, 0o755)
         self.t_start = time.monotonic()
         self.section_times = {}
+        self.failed_sections = []   # names of the sections that failed
 
     # -- results --------------------------------------------------------
 
@@ -523,6 +524,7 @@ class Bench:
             if only and name not in only:
                 continue
             t0 = time.monotonic()
+            nfail = len(FAILURES)
             self.log("\n== %s" % name)
             try:
                 fn()
@@ -531,9 +533,17 @@ class Bench:
             except Exception as e:
                 msg = "%s: failed: %s" % (name, e)
                 self.notes.append(msg)
+                self.failed_sections.append(name)
                 self.log("!! " + msg)
                 if self.args.verbose:
                     traceback.print_exc()
+            else:
+                # A run inside it failed (a loadgen, a dead daemon) even
+                # though the section carried on: the section failed.
+                if len(FAILURES) > nfail:
+                    self.failed_sections.append(name)
+                    self.notes.append("%s: failed runs: %s" % (
+                        name, ", ".join(str(f) for f in FAILURES[nfail:])))
             finally:
                 # Nothing of a section survives it.
                 for p in list(PROCS):
@@ -1072,6 +1082,10 @@ def main():
         else:
             shutil.rmtree(bench.wd, ignore_errors=True)
     bench.report(write=not interrupted)
+    if bench.failed_sections:
+        print("bench: FAILED: section(s) %s (see the notes above)" %
+              ", ".join(bench.failed_sections), file=sys.stderr)
+        status = 1
     return status
 
 

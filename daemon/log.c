@@ -58,7 +58,7 @@ vlog(int pri, const char *fmt, va_list ap, int with_errno)
 	char		 msg[2048], stamp[32];
 	int		 saved = errno;
 	struct tm	 tm;
-	time_t		 now;
+	struct timespec	 now;
 
 	if (pri > log_level)
 		return;
@@ -72,10 +72,12 @@ vlog(int pri, const char *fmt, va_list ap, int with_errno)
 	else if (log_journal)
 		fprintf(stderr, "<%d>%s\n", pri, msg);
 	else if (log_stamp) {
-		now = time(NULL);
-		localtime_r(&now, &tm);
+		/* Milliseconds: tests time events from these stamps. */
+		clock_gettime(CLOCK_REALTIME, &now);
+		localtime_r(&now.tv_sec, &tm);
 		strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
-		fprintf(stderr, "%s tunneld[%s]: %s\n", stamp, names[pri], msg);
+		fprintf(stderr, "%s.%03ld tunneld[%s]: %s\n", stamp,
+		    now.tv_nsec / 1000000, names[pri], msg);
 	} else
 		fprintf(stderr, "tunneld: %s\n", msg);
 	fflush(stderr);

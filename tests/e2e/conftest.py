@@ -73,6 +73,20 @@ def _limit(request):
     signal.signal(signal.SIGALRM, old)
 
 
+@pytest.fixture(autouse=True)
+def _sanitizer_reports():
+    """Fail the test after which a sanitizer wrote a report (ASan, LSan or
+    UBSan under make e2e-asan), even if the process exited 0.  Runs its
+    check after every other fixture of the test has stopped its daemons."""
+    before = set(e2elib.san_reports())
+    yield
+    new = e2elib.san_reports(before)
+    if new:
+        pytest.fail("sanitizer report(s) during this test:\n" + "\n".join(
+            "--- %s\n%s" % (p, t[-6000:]) for p, t in new.items()),
+            pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def workdir():
     """A short session directory (UNIX socket paths must stay < 108)."""
