@@ -55,25 +55,26 @@ static int	chan_to_channel(struct chan *, const void *, size_t);
 static unsigned char	chan_scratch[256 * 1024];
 
 /*
- * Count bytes the way tunctl shows them: OUT from the side that connects
- * (the client) to the target, IN back. A local tunnel's client is our
- * socket; a remote tunnel's client arrives through the channel.
+ * Count bytes the way tunctl shows them (SPEC section 4): IN from the side
+ * that connects (the client) towards the target, OUT back to the client.
+ * A local tunnel's client is our socket; a remote tunnel's client arrives
+ * through the channel.
  */
 #define CHAN_FROM_CHANNEL(c, n) do {					\
 	if ((c)->fwd == NULL)						\
 		break;							\
 	if (fwd_is_remote((c)->fwd))					\
-		(c)->fwd->bytes_out += (uint64_t)(n);			\
-	else								\
 		(c)->fwd->bytes_in += (uint64_t)(n);			\
+	else								\
+		(c)->fwd->bytes_out += (uint64_t)(n);			\
 } while (0)
 #define CHAN_TO_CHANNEL(c, n) do {					\
 	if ((c)->fwd == NULL)						\
 		break;							\
 	if (fwd_is_remote((c)->fwd))					\
-		(c)->fwd->bytes_in += (uint64_t)(n);			\
-	else								\
 		(c)->fwd->bytes_out += (uint64_t)(n);			\
+	else								\
+		(c)->fwd->bytes_in += (uint64_t)(n);			\
 } while (0)
 
 /* Allocate a chan on its tunnel, counted as an active connection. */

@@ -676,7 +676,8 @@ conf_tunnel(struct conf_ctx *cx, const config_setting_t *ts, int idx,
  * Whether two listeners would want the same socket: the same path, or the
  * same port on addresses that overlap ("" is 127.0.0.1, * is every one,
  * localhost is both loopbacks). Remote ones only clash on the same server,
- * and port 0 (the server chooses) never does.
+ * and port 0 (the server chooses) never does. Returns 1 for a clash, 2 for
+ * two remote ones with one port on different addresses, 0 for none.
  */
 static int
 conf_listen_clash(const struct tunnel_conf *a, const struct tunnel_conf *b)
@@ -699,11 +700,18 @@ conf_listen_clash(const struct tunnel_conf *a, const struct tunnel_conf *b)
 	if (strcmp(ha, "*") == 0 || strcmp(hb, "*") == 0 ||
 	    strcasecmp(ha, hb) == 0)
 		return (1);
-	if (strcmp(ha, "localhost") == 0)
-		return (strcmp(hb, "127.0.0.1") == 0 || strcmp(hb, "::1") == 0);
-	if (strcmp(hb, "localhost") == 0)
-		return (strcmp(ha, "127.0.0.1") == 0 || strcmp(ha, "::1") == 0);
-	return (0);
+	if (strcmp(ha, "localhost") == 0 &&
+	    (strcmp(hb, "127.0.0.1") == 0 || strcmp(hb, "::1") == 0))
+		return (1);
+	if (strcmp(hb, "localhost") == 0 &&
+	    (strcmp(ha, "127.0.0.1") == 0 || strcmp(ha, "::1") == 0))
+		return (1);
+	/*
+	 * The same port on two addresses of one server: libssh hands us a
+	 * forwarded connection with its port only, so we could not tell
+	 * which tunnel it is for.
+	 */
+	return (ra ? 2 : 0);
 }
 
 /* Two tunnels may not listen on the same place on the same side. */
@@ -713,15 +721,15 @@ conf_clashes(struct conf_ctx *cx, const config_setting_t *list,
 {
 	const config_setting_t	*ts, *ls;
 	char			 a[PATH_MAXLEN + 32], b[PATH_MAXLEN + 32];
-	int			 i, j;
+	int			 i, j, k;
 
 	for (i = 0; i < conf->ntunnels; i++) {
 		if (!tps[i].listen_ok || tps[i].type == NULL)
 			continue;
 		for (j = 0; j < i; j++) {
 			if (!tps[j].listen_ok || tps[j].type == NULL ||
-			    !conf_listen_clash(&conf->tunnels[i],
-			    &conf->tunnels[j]))
+			    (k = conf_listen_clash(&conf->tunnels[i],
+			    &conf->tunnels[j])) == 0)
 				continue;
 			ts = config_setting_get_elem(list, i);
 			ls = config_setting_get_member(ts, "listen");
@@ -731,7 +739,16 @@ conf_clashes(struct conf_ctx *cx, const config_setting_t *list,
 			    sizeof(a));
 			endpoint_format(&conf->tunnels[j].listen, 0, b,
 			    sizeof(b));
-			if (strcmp(a, b) == 0)
+			if (k == 2)
+				conf_err(cx, ls, "listen", "port %d is also "
+				    "asked of host %s by tunnel %s (line %d, "
+				    "%s); the server names only the port of "
+				    "a forwarded connection, so two remote "
+				    "tunnels via one host need different "
+				    "ports", conf->tunnels[i].listen.port,
+				    conf->tunnels[i].via, tps[j].label,
+				    conf->tunnels[j].line, b);
+			else if (strcmp(a, b) == 0)
 				conf_err(cx, ls, "listen", "%s is also used by "
 				    "tunnel %s (line %d)", a, tps[j].label,
 				    conf->tunnels[j].line);

@@ -38,7 +38,6 @@
 #define CONTROL_IDLE		60		/* seconds without a request */
 #define CONTROL_OUT_PAUSE	(64 * 1024)	/* stop reading requests */
 #define CONTROL_OUT_MAX		(1024 * 1024)	/* unread output: drop */
-#define CONTROL_BACKLOG		64
 
 /* One connected client. */
 struct control_client {
@@ -63,9 +62,6 @@ struct control_handler {
 	int	(*fn)(struct control_client *, struct ctl_request *);
 };
 
-static void	control_bind_parent(const char *);
-static int	control_bind(const char *, const char *);
-static int	control_probe(const char *);
 static void	control_accept_cb(int, short, void *);
 static void	control_pause_cb(int, short, void *);
 static void	control_reap_cb(int, short, void *);
@@ -163,8 +159,11 @@ control_init(const char *path, const char *group)
 			return (-1);
 		}
 		log_info("control: using the socket passed by systemd");
-	} else if ((control.fd = control_bind(path, group)) == -1)
+	} else if ((control.fd = control_sock_bind(path, group, &control.dev,
+	    &control.ino)) == -1)
 		return (-1);
+	else
+		control.path = xstrdup(path);
 
 	control.ev_accept = event_new(td->base, control.fd,
 	    EV_READ | EV_PERSIST, control_accept_cb, NULL);
@@ -177,146 +176,12 @@ control_init(const char *path, const char *group)
 	return (0);
 }
 
-/* Create the directories above path that are missing (mode 0755). */
-static void
-control_bind_parent(const char *path)
-{
-	char	*dir, *p;
-
-	dir = xstrdup(path);
-	if ((p = strrchr(dir, '/')) != NULL && p != dir) {
-		*p = '\0';
-		for (p = dir + 1; *p != '\0'; p++) {
-			if (*p != '/')
-				continue;
-			*p = '\0';
-			if (mkdir(dir, 0755) == -1 && errno != EEXIST)
-				log_warn("control: mkdir %s", dir);
-			*p = '/';
-		}
-		if (mkdir(dir, 0755) == -1 && errno != EEXIST)
-			log_warn("control: mkdir %s", dir);
-	}
-	free(dir);
-}
-
-/* Whether a daemon answers on path (1), or nothing does (0). */
-static int
-control_probe(const char *path)
-{
-	struct sockaddr_un	sun;
-	int			fd, live;
-
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	strlcpy_(sun.sun_path, path, sizeof(sun.sun_path));
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0)) == -1)
-		return (0);
-	live = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0 ||
-	    errno == EAGAIN || errno == EINPROGRESS;
-	close(fd);
-	return (live);
-}
-
-/* Bind and listen on path; returns the fd or -1. */
-static int
-control_bind(const char *path, const char *group)
-{
-	struct sockaddr_un	 sun;
-	struct stat		 st;
-	struct group		*gr;
-	gid_t			 gid = (gid_t)-1;
-	mode_t			 old;
-	int			 fd;
-
-	if (path == NULL || *path == '\0') {
-		log_warnx("control: no socket path");
-		return (-1);
-	}
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		log_warnx("control socket %s: path too long (limit %zu bytes)",
-		    path, sizeof(sun.sun_path) - 1);
-		return (-1);
-	}
-	if (group != NULL && *group != '\0') {
-		if ((gr = getgrnam(group)) == NULL) {
-			log_warnx("control socket %s: unknown group \"%s\"",
-			    path, group);
-			return (-1);
-		}
-		gid = gr->gr_gid;
-	}
-
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			log_warnx("control socket %s: exists and is not a "
-			    "socket", path);
-			return (-1);
-		}
-		if (control_probe(path)) {
-			log_warnx("control socket %s is already in use", path);
-			return (-1);
-		}
-		if (unlink(path) == -1 && errno != ENOENT) {
-			log_warn("control socket %s: unlink", path);
-			return (-1);
-		}
-	} else if (errno != ENOENT) {
-		log_warn("control socket %s", path);
-		return (-1);
-	} else
-		control_bind_parent(path);
-
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0)) == -1) {
-		log_warn("control: socket");
-		return (-1);
-	}
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	strlcpy_(sun.sun_path, path, sizeof(sun.sun_path));
-	old = umask(0117);
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
-		log_warn("control socket %s: bind", path);
-		umask(old);
-		close(fd);
-		return (-1);
-	}
-	umask(old);
-	if (chmod(path, 0660) == -1) {
-		log_warn("control socket %s: chmod", path);
-		goto fail;
-	}
-	if (gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) == -1) {
-		log_warn("control socket %s: chown to group %s", path, group);
-		goto fail;
-	}
-	if (listen(fd, CONTROL_BACKLOG) == -1) {
-		log_warn("control socket %s: listen", path);
-		goto fail;
-	}
-	if (stat(path, &st) == 0) {
-		control.dev = st.st_dev;
-		control.ino = st.st_ino;
-	}
-	control.path = xstrdup(path);
-	log_debug("control: listening on %s", path);
-	return (fd);
-
-fail:
-	unlink(path);
-	close(fd);
-	return (-1);
-}
-
 /* Close every client and the socket; remove the file if we made it. */
 void
 control_shutdown(void)
 {
 	struct control_client	*c;
 	struct evbuffer		*out;
-	struct stat		 st;
 	size_t			 len;
 
 	while ((c = TAILQ_FIRST(&control.clients)) != NULL) {
@@ -350,13 +215,51 @@ control_shutdown(void)
 		close(control.fd);
 	control.fd = -1;
 	if (control.path != NULL) {
-		/* Only our own file: another daemon may have taken the path. */
-		if (stat(control.path, &st) == 0 && st.st_dev == control.dev &&
-		    st.st_ino == control.ino)
-			unlink(control.path);
+		control_sock_unlink(control.path, control.dev, control.ino);
 		free(control.path);
 		control.path = NULL;
 	}
+}
+
+/*
+ * Reload: listen on path (and group) instead. Connected clients stay;
+ * the old file is removed. A socket systemd passed is never moved.
+ * Returns 0, or -1 with the reason in err (the old socket stays).
+ */
+int
+control_move(const char *path, const char *group, char *err, size_t errlen)
+{
+	dev_t	dev = 0;
+	ino_t	ino = 0;
+	int	fd;
+
+	if (control.path == NULL) {
+		snprintf(err, errlen, "the control socket came from systemd "
+		    "and stays where it is");
+		return (-1);
+	}
+	if (strcmp(path, control.path) == 0)
+		return (0);
+	if ((fd = control_sock_bind(path, group, &dev, &ino)) == -1) {
+		snprintf(err, errlen, "cannot listen on %s (see the log); "
+		    "still on %s", path, control.path);
+		return (-1);
+	}
+	event_free(control.ev_accept);
+	close(control.fd);
+	control_sock_unlink(control.path, control.dev, control.ino);
+	free(control.path);
+	control.fd = fd;
+	control.path = xstrdup(path);
+	control.dev = dev;
+	control.ino = ino;
+	control.ev_accept = event_new(td->base, control.fd,
+	    EV_READ | EV_PERSIST, control_accept_cb, NULL);
+	if (control.ev_accept == NULL)
+		fatalx("control: event_new");
+	event_add(control.ev_accept, NULL);
+	log_notice("control: moved to %s", path);
+	return (0);
 }
 
 /* Accept new clients, pausing for a second when out of descriptors. */
@@ -923,13 +826,30 @@ control_state_changed(void)
 	}
 }
 
-/* reload: not in this version. */
+/*
+ * reload: re-read the file. A rejected file prints every error as a body
+ * line; an applied one prints what changed.
+ */
 static int
 control_reload(struct control_client *c, struct ctl_request *req)
 {
+	char	*errors = NULL, *line, *save = NULL, summary[CONTROL_MSG_MAX];
+	int	 n;
+
 	(void)req;
-	control_end(c, CTL_EXIT_REFUSED, "reload is not supported by this "
-	    "version yet");
+	if ((n = reload_run(&errors, summary, sizeof(summary))) > 0) {
+		for (line = strtok_r(errors, "\n", &save); line != NULL;
+		    line = strtok_r(NULL, "\n", &save))
+			control_line(c, "%s", line);
+		free(errors);
+		control_end(c, CTL_EXIT_REFUSED, "reload rejected: %d error%s; "
+		    "the running configuration is unchanged", n,
+		    n == 1 ? "" : "s");
+		return (0);
+	}
+	free(errors);
+	control_line(c, "%s", summary);
+	control_end(c, CTL_EXIT_OK, NULL);
 	return (0);
 }
 

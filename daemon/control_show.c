@@ -234,7 +234,7 @@ control_show_status_json(struct evbuffer *b, const struct fwd *f, double now)
 	evbuffer_add_printf(b, ",\"connections\":{\"active\":%" PRIu64
 	    ",\"total\":%" PRIu64 ",\"failed\":%" PRIu64 "}", f->conns_active,
 	    f->conns_total, f->conns_failed);
-	evbuffer_add_printf(b, ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%"
+	evbuffer_add_printf(b, ",\"in\":%" PRIu64 ",\"out\":%"
 	    PRIu64, f->bytes_in, f->bytes_out);
 	evbuffer_add_printf(b, ",\"last_error\":");
 	control_show_json_str(b, f->last_error[0] != '\0' ? f->last_error :

@@ -1,9 +1,10 @@
 /*
- * fwd_local.c: tunnels and their listeners. A local tunnel binds its
- * listener when it is enabled and keeps it bound while its link
+ * fwd_local.c: the listeners of the local and dynamic kinds. A tunnel binds
+ * its listener when it is enabled and keeps it bound while its link
  * reconnects; connections accepted meanwhile wait connect_wait seconds for
  * the link. A listener that cannot be bound leaves the tunnel failed and is
- * retried with backoff.
+ * retried with backoff (fwd.c). A reload hands a listener from one tunnel
+ * to another without closing it (fwd_local_take).
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -27,252 +28,15 @@
 
 #define FWD_BACKLOG	4096
 
-static int	fwd_bind(struct fwd *, char *, size_t);
 static int	fwd_bind_unix(struct fwd *, char *, size_t);
 static int	fwd_bind_tcp(struct fwd *, char *, size_t);
-static void	fwd_unbind(struct fwd *);
 static void	fwd_accept_cb(struct evconnlistener *, evutil_socket_t,
 		    struct sockaddr *, int, void *);
 static void	fwd_accept_error_cb(struct evconnlistener *, void *);
-static void	fwd_accept_resume_cb(int, short, void *);
-static void	fwd_retry_cb(int, short, void *);
-
-/* Names of tunnel states, as tunctl shows them. */
-const char *
-fwd_state_name(enum fwd_state s)
-{
-	switch (s) {
-	case FWD_DOWN:
-		return ("down");
-	case FWD_STARTING:
-		return ("starting");
-	case FWD_WAITING:
-		return ("waiting");
-	case FWD_UP:
-		return ("up");
-	case FWD_FAILED:
-		return ("failed");
-	}
-	return ("unknown");
-}
-
-/* Create a tunnel on its link, stopped. */
-struct fwd *
-fwd_new(struct link *l, const struct tunnel_conf *tc)
-{
-	struct fwd *f;
-
-	f = xcalloc(1, sizeof(*f));
-	f->link = l;
-	f->tc = xmalloc(sizeof(*f->tc));
-	*f->tc = *tc;
-	f->state = FWD_DOWN;
-	f->since = time(NULL);
-	f->since_mono = monotime();
-	TAILQ_INIT(&f->chans);
-	if (fwd_is_remote(f))
-		l->nremote++;
-	if ((f->ev_retry = evtimer_new(td->base, fwd_retry_cb, f)) == NULL ||
-	    (f->ev_accept = evtimer_new(td->base, fwd_accept_resume_cb,
-	    f)) == NULL)
-		fatalx("fwd_new: out of memory");
-	TAILQ_INSERT_TAIL(&l->fwds, f, entry);
-	return (f);
-}
-
-/* Stop a tunnel and free it with its connections. */
-void
-fwd_free(struct fwd *f)
-{
-	struct chan *c;
-
-	if (f == NULL)
-		return;
-	if (fwd_is_remote(f))
-		fwd_remote_stop(f);
-	fwd_unbind(f);
-	while ((c = TAILQ_FIRST(&f->chans)) != NULL) {
-		chan_link_lost(c);
-		if (c->state != CHAN_DEAD)
-			chan_kill(c, "tunnel stopped");
-	}
-	TAILQ_REMOVE(&f->link->fwds, f, entry);
-	if (fwd_is_remote(f))
-		f->link->nremote--;
-	event_free(f->ev_retry);
-	event_free(f->ev_accept);
-	free(f->tc);
-	free(f);
-}
-
-/* Find a tunnel by name. */
-struct fwd *
-fwd_find(const char *name)
-{
-	struct link	*l;
-	struct fwd	*f;
-
-	TAILQ_FOREACH(l, &td->links, entry) {
-		TAILQ_FOREACH(f, &l->fwds, entry) {
-			if (strcmp(f->tc->name, name) == 0)
-				return (f);
-		}
-	}
-	return (NULL);
-}
-
-/* Change state: stamp it, log it, tell the control side. */
-void
-fwd_set_state(struct fwd *f, enum fwd_state state, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (fmt != NULL) {
-		va_start(ap, fmt);
-		vsnprintf(f->last_error, sizeof(f->last_error), fmt, ap);
-		va_end(ap);
-	} else if (state == FWD_UP)
-		f->last_error[0] = '\0';
-	if (f->state == state)
-		return;
-	log_info("tunnel %s: %s -> %s%s%s", f->tc->name,
-	    fwd_state_name(f->state), fwd_state_name(state),
-	    fmt != NULL ? ": " : "", fmt != NULL ? f->last_error : "");
-	f->state = state;
-	f->since = time(NULL);
-	f->since_mono = monotime();
-	control_state_changed();
-	tunneld_status_changed();
-}
-
-/* Remember an error of one connection; the tunnel's state stays. */
-void
-fwd_note_error(struct fwd *f, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(f->last_error, sizeof(f->last_error), fmt, ap);
-	va_end(ap);
-	log_warnx("tunnel %s: %s", f->tc->name, f->last_error);
-}
-
-/* Set the state an enabled tunnel has, given its listener and its link. */
-void
-fwd_settle(struct fwd *f)
-{
-	int ready = fwd_is_remote(f) ? f->remote_bound : f->listener != NULL;
-
-	if (!f->enabled)
-		fwd_set_state(f, FWD_DOWN, NULL);
-	else if (f->state == FWD_FAILED && !ready && f->link->state == LINK_UP)
-		return;		/* a retry is pending */
-	else if (!fwd_is_remote(f) && !ready)
-		return;		/* failed, a bind retry is pending */
-	else if (f->link->state == LINK_UP)
-		fwd_set_state(f, ready ? FWD_UP : FWD_STARTING, NULL);
-	else if (f->link->state == LINK_CONNECTING &&
-	    f->state != FWD_UP && f->state != FWD_WAITING)
-		fwd_set_state(f, FWD_STARTING, NULL);	/* first connect */
-	else
-		fwd_set_state(f, FWD_WAITING, NULL);
-}
-
-/*
- * tunctl up: bind the listener, start the link (now, if it waits in
- * backoff). Returns -1 when the listener could not be bound; the tunnel is
- * then failed, with the reason in last_error, and the bind is retried.
- */
-int
-fwd_enable(struct fwd *f)
-{
-	char	err[ERR_MAXLEN];
-	int	rc = 0;
-
-	f->enabled = 1;
-	if (fwd_is_remote(f)) {
-		link_update(f->link);
-		link_retry_now(f->link);
-		fwd_remote_start(f);
-		fwd_settle(f);
-		return (0);
-	}
-	if (f->listener == NULL) {
-		evtimer_del(f->ev_retry);
-		if (fwd_bind(f, err, sizeof(err)) == -1) {
-			fwd_set_state(f, FWD_FAILED, "%s", err);
-			log_warnx("tunnel %s: %s", f->tc->name, err);
-			fwd_schedule_retry(f);
-			rc = -1;
-		} else
-			f->bind_failures = 0;
-	}
-	link_update(f->link);
-	link_retry_now(f->link);
-	fwd_settle(f);
-	return (rc);
-}
-
-/* tunctl down: close the listener and every connection. */
-void
-fwd_disable(struct fwd *f)
-{
-	struct chan *c, *next;
-
-	f->enabled = 0;
-	evtimer_del(f->ev_retry);
-	if (fwd_is_remote(f))
-		fwd_remote_stop(f);
-	fwd_unbind(f);
-	for (c = TAILQ_FIRST(&f->chans); c != NULL; c = next) {
-		next = TAILQ_NEXT(c, entry);
-		chan_kill(c, "tunnel stopped");
-	}
-	fwd_set_state(f, FWD_DOWN, NULL);
-	link_update(f->link);
-}
-
-/* tunctl restart: down, then up. */
-void
-fwd_restart(struct fwd *f)
-{
-	fwd_disable(f);
-	fwd_enable(f);
-}
-
-/* The link came up: serve waiting connections. */
-void
-fwd_link_up(struct fwd *f)
-{
-	struct chan *c;
-
-	TAILQ_FOREACH(c, &f->chans, entry)
-		chan_want(c);
-	if (fwd_is_remote(f)) {
-		f->bind_failures = 0;
-		fwd_remote_start(f);	/* every reconnect asks again */
-	}
-	if (f->enabled)
-		fwd_settle(f);
-}
-
-/* The link went down (or started connecting): keep listening, wait. */
-void
-fwd_link_down(struct fwd *f)
-{
-	if (fwd_is_remote(f)) {
-		/* The server dropped our listener with the session. */
-		evtimer_del(f->ev_retry);
-		f->remote_bound = 0;
-		f->bound_port = 0;
-	}
-	if (f->enabled)
-		fwd_settle(f);
-}
 
 /* Bind the tunnel's listener. */
-static int
-fwd_bind(struct fwd *f, char *err, size_t errlen)
+int
+fwd_local_bind(struct fwd *f, char *err, size_t errlen)
 {
 	int fd;
 
@@ -422,8 +186,8 @@ fwd_bind_tcp(struct fwd *f, char *err, size_t errlen)
 }
 
 /* Close the listener (and remove its socket file). */
-static void
-fwd_unbind(struct fwd *f)
+void
+fwd_local_unbind(struct fwd *f)
 {
 	evtimer_del(f->ev_accept);
 	if (f->listener == NULL)
@@ -433,61 +197,6 @@ fwd_unbind(struct fwd *f)
 	if (f->tc->listen.is_unix)
 		unlink(f->tc->listen.path);
 	f->bound_port = 0;
-}
-
-/* Retry a failed bind with the link's backoff parameters. */
-void
-fwd_schedule_retry(struct fwd *f)
-{
-	const struct host_conf	*hc = f->link->hc;
-	struct timeval		 tv;
-	double			 d;
-
-	f->bind_failures++;
-	d = backoff_delay(f->bind_failures, hc->backoff_initial,
-	    hc->backoff_max, (double)arc4random() / 4294967296.0);
-	tv.tv_sec = (time_t)d;
-	tv.tv_usec = (suseconds_t)((d - (double)tv.tv_sec) * 1e6);
-	evtimer_add(f->ev_retry, &tv);
-}
-
-/* Time to try the bind again. */
-static void
-fwd_retry_cb(int fd, short what, void *arg)
-{
-	struct fwd	*f = arg;
-	char		 err[ERR_MAXLEN];
-
-	(void)fd;
-	(void)what;
-	if (fwd_is_remote(f)) {
-		fwd_remote_start(f);
-		return;
-	}
-	if (!f->enabled || f->listener != NULL)
-		return;
-	if (fwd_bind(f, err, sizeof(err)) == -1) {
-		fwd_set_state(f, FWD_FAILED, "%s", err);
-		fwd_schedule_retry(f);
-		return;
-	}
-	log_info("tunnel %s: listening again", f->tc->name);
-	f->bind_failures = 0;
-	fwd_settle(f);
-}
-
-/* May one more connection in? Counts and logs a refusal. */
-int
-fwd_admit(struct fwd *f, const char *peer)
-{
-	if (f->tc->max_connections == 0 ||
-	    f->conns_active < (uint64_t)f->tc->max_connections)
-		return (0);
-	f->conns_failed++;
-	log_warnx("tunnel %s: connection from %s refused: %d connections "
-	    "open (max_connections)", f->tc->name, peer,
-	    f->tc->max_connections);
-	return (-1);
 }
 
 /* A client connected. */
@@ -542,8 +251,8 @@ fwd_accept_error_cb(struct evconnlistener *lev, void *arg)
 }
 
 /* Resume accepting after a pause. */
-static void
-fwd_accept_resume_cb(int fd, short what, void *arg)
+void
+fwd_local_resume_cb(int fd, short what, void *arg)
 {
 	struct fwd *f = arg;
 
@@ -551,4 +260,24 @@ fwd_accept_resume_cb(int fd, short what, void *arg)
 	(void)what;
 	if (f->listener != NULL)
 		evconnlistener_enable(f->listener);
+}
+
+/*
+ * Reload: hand the listening socket of from (removed or moved away) to to,
+ * which listens on the same endpoint. The socket is never closed, so no
+ * client is refused and the connections queued in it are served by to.
+ */
+void
+fwd_local_take(struct fwd *to, struct fwd *from)
+{
+	evtimer_del(from->ev_accept);
+	to->listener = from->listener;
+	to->bound_port = from->bound_port;
+	from->listener = NULL;
+	from->bound_port = 0;
+	evconnlistener_set_cb(to->listener, fwd_accept_cb, to);
+	evconnlistener_set_error_cb(to->listener, fwd_accept_error_cb);
+	evconnlistener_enable(to->listener);
+	evtimer_del(to->ev_retry);
+	to->bind_failures = 0;
 }

@@ -43,6 +43,9 @@ static void	link_close_session(struct link *);
 static void	link_schedule_retry(struct link *, int);
 static int	link_enabled_fwds(struct link *);
 static void	link_vfail(struct link *, int, const char *, va_list);
+static struct host_conf *link_hc_dup(const struct host_conf *);
+static void	link_hc_free(struct host_conf *);
+static void	link_drop_channels(struct link *);
 
 static char	link_tcp_error[ERR_MAXLEN];
 
@@ -70,20 +73,16 @@ struct link *
 link_new(const struct host_conf *hc)
 {
 	struct link	*l;
-	int		 i;
 
 	l = xcalloc(1, sizeof(*l));
-	l->hc = xmalloc(sizeof(*l->hc));
-	*l->hc = *hc;
-	for (i = 0; i < hc->nidentity; i++)
-		l->hc->identity[i] = xstrdup(hc->identity[i]);
-	l->hc->known_hosts = xstrdup(hc->known_hosts);
+	l->hc = link_hc_dup(hc);
 	l->fd = -1;
 	l->rtt_us = -1;
 	l->state = LINK_IDLE;
 	l->since = time(NULL);
 	l->since_mono = monotime();
 	TAILQ_INIT(&l->fwds);
+	TAILQ_INIT(&l->dying);
 	TAILQ_INIT(&l->ready);
 	TAILQ_INIT(&l->parked);
 	TAILQ_INIT(&l->greqs);
@@ -96,29 +95,104 @@ link_new(const struct host_conf *hc)
 	return (l);
 }
 
-/* Stop and free a link with its tunnels; the caller has unlinked nothing. */
+/* The owned copy of a host's settings, and its freeing. */
+static struct host_conf *
+link_hc_dup(const struct host_conf *hc)
+{
+	struct host_conf	*copy;
+	int			 i;
+
+	copy = xmalloc(sizeof(*copy));
+	*copy = *hc;
+	for (i = 0; i < hc->nidentity; i++)
+		copy->identity[i] = xstrdup(hc->identity[i]);
+	copy->known_hosts = xstrdup(hc->known_hosts);
+	return (copy);
+}
+
+static void
+link_hc_free(struct host_conf *hc)
+{
+	int i;
+
+	for (i = 0; i < hc->nidentity; i++)
+		free(hc->identity[i]);
+	free(hc->known_hosts);
+	free(hc);
+}
+
+/*
+ * Stop and free a link with its tunnels, at once: at the daemon's stop, or
+ * on the reap turn after link_remove. The caller has unlinked nothing.
+ */
 void
 link_free(struct link *l)
 {
-	struct fwd	*f;
-	int		 i;
+	struct fwd *f;
 
 	if (l == NULL)
 		return;
 	link_close_session(l);
 	while ((f = TAILQ_FIRST(&l->fwds)) != NULL)
 		fwd_free(f);
+	while ((f = TAILQ_FIRST(&l->dying)) != NULL)
+		fwd_free(f);
 	chan_reap_all();
 	greq_clear(l);
-	TAILQ_REMOVE(&td->links, l, entry);
+	if (l->dead)
+		TAILQ_REMOVE(&td->dead_links, l, entry);
+	else
+		TAILQ_REMOVE(&td->links, l, entry);
 	event_free(l->ev_timer);
 	event_free(l->ev_keepalive);
 	event_free(l->ev_kick);
-	for (i = 0; i < l->hc->nidentity; i++)
-		free(l->hc->identity[i]);
-	free(l->hc->known_hosts);
-	free(l->hc);
+	link_hc_free(l->hc);
 	free(l);
+}
+
+/*
+ * Reload removed this host: disconnect now (its tunnels were removed
+ * first), leave td->links so nothing finds it, free it on the reap turn.
+ */
+void
+link_remove(struct link *l)
+{
+	struct fwd *f;
+
+	link_close_session(l);
+	evtimer_del(l->ev_timer);
+	while ((f = TAILQ_FIRST(&l->fwds)) != NULL)
+		fwd_free(f);
+	while ((f = TAILQ_FIRST(&l->dying)) != NULL)
+		fwd_free(f);
+	TAILQ_REMOVE(&td->links, l, entry);
+	TAILQ_INSERT_TAIL(&td->dead_links, l, entry);
+	l->dead = 1;
+	log_info("link %s: removed", l->hc->name);
+	tunneld_reap_soon();
+}
+
+/*
+ * Reload changed this host's settings: take the new ones and, unless the
+ * link is idle, restart it in place. Its tunnels keep their listeners;
+ * new clients wait connect_wait as in any outage.
+ */
+void
+link_reconfigure(struct link *l, const struct host_conf *hc)
+{
+	link_hc_free(l->hc);
+	l->hc = link_hc_dup(hc);
+	if (l->state == LINK_IDLE)
+		return;
+	log_notice("link %s: settings changed, reconnecting", l->hc->name);
+	link_close_session(l);
+	evtimer_del(l->ev_timer);
+	l->retries = 0;
+	l->next_retry = 0;
+	l->up_at = 0;
+	l->last_error[0] = '\0';
+	link_set_state(l, LINK_IDLE);
+	link_update(l);
 }
 
 /* Find a link by host name. */
@@ -402,9 +476,6 @@ link_start_ssh(struct link *l)
 static void
 link_close_session(struct link *l)
 {
-	struct fwd	*f;
-	struct chan	*c, *next;
-
 	if (l->dnsreq != NULL) {
 		struct evdns_getaddrinfo_request *req = l->dnsreq;
 
@@ -417,13 +488,7 @@ link_close_session(struct link *l)
 	}
 	evtimer_del(l->ev_keepalive);
 	event_del(l->ev_kick);
-	chan_reap_all();
-	TAILQ_FOREACH(f, &l->fwds, entry) {
-		for (c = TAILQ_FIRST(&f->chans); c != NULL; c = next) {
-			next = TAILQ_NEXT(c, entry);
-			chan_link_lost(c);
-		}
-	}
+	link_drop_channels(l);
 	pump_stop(l);
 	if (l->ev_io != NULL) {
 		event_free(l->ev_io);
@@ -451,6 +516,46 @@ link_close_session(struct link *l)
 	l->out_blocked = 0;
 	l->want_write = 0;
 	l->auth_notes[0] = '\0';
+}
+
+/*
+ * Free every channel of the link while its session still exists. Freeing a
+ * channel can make libssh send and dispatch packets, whose callbacks could
+ * end another chan of this link mid-loop and leave its channel for
+ * ssh_disconnect to free under it: so first no chan of the link (live, or
+ * dead and waiting on td->reap) keeps a callback, then the dead ones are
+ * freed, then the live ones lose their channel.
+ */
+static void
+link_drop_channels(struct link *l)
+{
+	struct fwdlist	*lists[2] = { &l->fwds, &l->dying };
+	struct fwd	*f;
+	struct chan	*c, *next;
+	int		 i;
+
+	TAILQ_FOREACH(c, &td->reap, entry) {
+		if (c->ch != NULL)
+			ssh_remove_channel_callbacks(c->ch, &c->cb);
+	}
+	for (i = 0; i < 2; i++) {
+		TAILQ_FOREACH(f, lists[i], entry) {
+			TAILQ_FOREACH(c, &f->chans, entry) {
+				if (c->ch != NULL)
+					ssh_remove_channel_callbacks(c->ch,
+					    &c->cb);
+			}
+		}
+	}
+	chan_reap_all();
+	for (i = 0; i < 2; i++) {
+		TAILQ_FOREACH(f, lists[i], entry) {
+			for (c = TAILQ_FIRST(&f->chans); c != NULL; c = next) {
+				next = TAILQ_NEXT(c, entry);
+				chan_link_lost(c);
+			}
+		}
+	}
 }
 
 /* Record why a link failed, close it and schedule the retry. */

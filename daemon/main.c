@@ -26,6 +26,7 @@ static void	tunneld_start(void);
 static void	tunneld_stop(void);
 static void	signal_cb(int, short, void *);
 static void	raise_nofile(void);
+static void	tunneld_reap_cb(int, short, void *);
 
 /* Print the synopsis and exit 2. */
 static void
@@ -108,22 +109,54 @@ tunneld_stop(void)
 	control_shutdown();
 	while ((l = TAILQ_FIRST(&td->links)) != NULL)
 		link_free(l);
+	while ((l = TAILQ_FIRST(&td->dead_links)) != NULL)
+		link_free(l);
 	chan_reap_all();
 }
 
-/* SIGTERM and SIGINT stop; SIGHUP would reload. */
+/* SIGTERM and SIGINT stop; SIGHUP reloads (errors go to the log). */
 static void
 signal_cb(int sig, short what, void *arg)
 {
+	char	*errors = NULL, *line, *save = NULL, summary[1024];
+
 	(void)what;
 	(void)arg;
 	if (sig == SIGHUP) {
-		log_warnx("SIGHUP: reload is not supported by this version "
-		    "yet; keeping the running configuration");
+		log_info("SIGHUP: reloading %s", td->conf_path);
+		if (reload_run(&errors, summary, sizeof(summary)) > 0) {
+			for (line = strtok_r(errors, "\n", &save);
+			    line != NULL; line = strtok_r(NULL, "\n", &save))
+				log_warnx("reload: %s", line);
+		}
+		free(errors);
 		return;
 	}
 	log_info("got signal %d", sig);
 	event_base_loopbreak(td->base);
+}
+
+/*
+ * What died during the last turn is freed here, outside every callback:
+ * chans, then removed tunnels whose chans are gone, then removed links.
+ */
+static void
+tunneld_reap_cb(int fd, short what, void *arg)
+{
+	struct link *l;
+
+	chan_reap_cb(fd, what, arg);
+	TAILQ_FOREACH(l, &td->links, entry)
+		fwd_reap(l);
+	while ((l = TAILQ_FIRST(&td->dead_links)) != NULL)
+		link_free(l);
+}
+
+/* Free what died on the next loop turn. */
+void
+tunneld_reap_soon(void)
+{
+	event_active(td->ev_reap, EV_TIMEOUT, 0);
 }
 
 /* A tunnel or link changed: publish a one-line summary to systemd. */
@@ -172,6 +205,7 @@ main(int argc, char *argv[])
 	td = xcalloc(1, sizeof(*td));
 	td->conf_path = DEFAULT_CONF_PATH;
 	TAILQ_INIT(&td->links);
+	TAILQ_INIT(&td->dead_links);
 	TAILQ_INIT(&td->reap);
 
 	while ((ch = getopt(argc, argv, "df:hs:tvV")) != -1) {
@@ -228,8 +262,8 @@ main(int argc, char *argv[])
 			fatalx("evdns_base_new failed");
 		evdns_base_load_hosts(td->dns, NULL);
 	}
-	if ((td->ev_reap = event_new(td->base, -1, 0, chan_reap_cb, NULL)) ==
-	    NULL)
+	if ((td->ev_reap = event_new(td->base, -1, 0, tunneld_reap_cb,
+	    NULL)) == NULL)
 		fatalx("event_new failed");
 
 	sock = td->socket_path != NULL ? td->socket_path :

@@ -159,6 +159,8 @@ enum link_phase {
 	PHASE_AUTH,
 };
 
+TAILQ_HEAD(fwdlist, fwd);
+
 /* One SSH session to one host, shared by every tunnel via that host. */
 struct link {
 	TAILQ_ENTRY(link)	 entry;		/* on td->links */
@@ -173,7 +175,7 @@ struct link {
 	double			 up_at;		/* monotonic, when it came up */
 	long			 rtt_us;	/* last keepalive round trip, -1 */
 	char			 last_error[ERR_MAXLEN];
-	int			 dead;		/* freed on the next turn */
+	int			 dead;		/* on td->dead_links */
 
 	/* Connecting. */
 	struct evdns_getaddrinfo_request *dnsreq;
@@ -211,7 +213,8 @@ struct link {
 	size_t			 turn_budget;	/* client bytes left this turn */
 	uint64_t		 pump_rx_mark;	/* pktc.in_packets at the last pump */
 
-	TAILQ_HEAD(, fwd)	 fwds;
+	struct fwdlist		 fwds;
+	struct fwdlist		 dying;		/* removed, chans still opening */
 	int			 nremote;	/* remote-kind fwds */
 	TAILQ_HEAD(, chan)	 ready;		/* chans with work for the pump */
 	TAILQ_HEAD(, chan)	 parked;	/* chans waiting for a packet */
@@ -228,9 +231,10 @@ enum fwd_state {
 
 /* One tunnel: its listener (or remote binding) and its connections. */
 struct fwd {
-	TAILQ_ENTRY(fwd)	 entry;		/* on link->fwds */
+	TAILQ_ENTRY(fwd)	 entry;		/* on link->fwds or ->dying */
 	struct link		*link;		/* back pointer */
 	struct tunnel_conf	*tc;		/* owned copy */
+	int			 dead;		/* removed: on link->dying */
 
 	enum fwd_state		 state;
 	time_t			 since;
@@ -248,8 +252,8 @@ struct fwd {
 	uint64_t		 conns_active;
 	uint64_t		 conns_total;
 	uint64_t		 conns_failed;
-	uint64_t		 bytes_in;	/* target -> client */
-	uint64_t		 bytes_out;	/* client -> target */
+	uint64_t		 bytes_in;	/* client -> target (IN) */
+	uint64_t		 bytes_out;	/* target -> client (OUT) */
 
 	TAILQ_HEAD(, chan)	 chans;
 };
@@ -317,8 +321,9 @@ struct tunneld {
 	int			 stopping;
 
 	struct linklist		 links;
+	struct linklist		 dead_links;	/* removed, freed next turn */
 	struct chanlist		 reap;		/* dead chans to free */
-	struct event		*ev_reap;
+	struct event		*ev_reap;	/* frees chans, fwds, links */
 };
 
 extern struct tunneld *td;
@@ -423,6 +428,8 @@ void	 conf_hc_clear(struct host_conf *);
 /* link.c */
 struct link *link_new(const struct host_conf *);
 void	 link_free(struct link *);
+void	 link_remove(struct link *);
+void	 link_reconfigure(struct link *, const struct host_conf *);
 struct link *link_find(const char *);
 void	 link_update(struct link *);
 void	 link_retry_now(struct link *);
@@ -476,8 +483,16 @@ void	 chan_connect_cancel(struct chan *);
 void	 chan_connect_done(struct chan *);
 
 /* fwd_local.c */
+int	 fwd_local_bind(struct fwd *, char *, size_t);
+void	 fwd_local_unbind(struct fwd *);
+void	 fwd_local_take(struct fwd *, struct fwd *);
+void	 fwd_local_resume_cb(int, short, void *);
+
+/* fwd.c */
 struct fwd *fwd_new(struct link *, const struct tunnel_conf *);
 void	 fwd_free(struct fwd *);
+void	 fwd_remove(struct fwd *);
+void	 fwd_reap(struct link *);
 struct fwd *fwd_find(const char *);
 int	 fwd_enable(struct fwd *);
 void	 fwd_disable(struct fwd *);
@@ -513,7 +528,15 @@ void	 chan_reap_cb(int, short, void *);
 /* control.c */
 int	 control_init(const char *, const char *);
 void	 control_shutdown(void);
+int	 control_move(const char *, const char *, char *, size_t);
 void	 control_state_changed(void);
+
+/* control_sock.c */
+int	 control_sock_bind(const char *, const char *, dev_t *, ino_t *);
+void	 control_sock_unlink(const char *, dev_t, ino_t);
+
+/* reload.c */
+int	 reload_run(char **, char *, size_t);
 
 /* control_show.c */
 struct ctl_request;
@@ -540,5 +563,6 @@ void	 control_show_wait_msg(struct control_msg *,
 
 /* main.c */
 void	 tunneld_status_changed(void);
+void	 tunneld_reap_soon(void);
 
 #endif /* TUNNELD_H */

@@ -1714,6 +1714,28 @@ test_listen_clash(void **state)
 	    "tunnel \"r1\" (line 3)\n"
 	    "t.conf:9: tunnel \"r6\": listen: *:8000 overlaps 127.0.0.1:8000 "
 	    "of tunnel \"r1\" (line 3)\n");
+	/*
+	 * One port on two addresses of one server: the server names only
+	 * the port of a forwarded connection, so it could reach the wrong
+	 * tunnel. Refused; other ports and other servers are fine.
+	 */
+	expect_errors(
+	    "hosts: { h: { address = \"127.0.0.1\"; }; "
+	    "h2: { address = \"127.0.0.2\"; }; };\n"
+	    "tunnels = (\n"
+	    "  { name = \"a\"; type = \"remote\"; via = \"h\";"
+	    " listen = \"127.0.0.1:8100\"; target = \"x:1\"; },\n"
+	    "  { name = \"b\"; type = \"remote\"; via = \"h\";"
+	    " listen = \"10.1.2.3:8100\"; target = \"x:2\"; },\n"
+	    "  { name = \"c\"; type = \"remote\"; via = \"h2\";"
+	    " listen = \"10.1.2.3:8100\"; target = \"x:2\"; },\n"
+	    "  { name = \"d\"; type = \"remote\"; via = \"h\";"
+	    " listen = \"10.1.2.3:8101\"; target = \"x:2\"; }\n"
+	    ");\n",
+	    "t.conf:4: tunnel \"b\": listen: port 8100 is also asked of host "
+	    "h by tunnel \"a\" (line 3, 127.0.0.1:8100); the server names "
+	    "only the port of a forwarded connection, so two remote tunnels "
+	    "via one host need different ports\n");
 }
 
 /* Integers libconfig 1.5 would cut to 32 bits silently are refused. */

@@ -1,0 +1,352 @@
+/*
+ * fwd.c: the tunnel object every kind shares (struct fwd): creation and
+ * freeing, its state as tunctl shows it, enabling and disabling, what it
+ * does when its link comes and goes, and retries with backoff. The
+ * listener of the local kinds is in fwd_local.c, the server-side binding
+ * of the remote kinds in fwd_remote.c.
+ *
+ * A tunnel removed while its link is up (reload) is marked dead and moved
+ * to the link's dying list; it is freed once the channels it still had
+ * being opened are answered (freeing them earlier would leave them open
+ * on the server).
+ */
+#include <sys/types.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "tunneld.h"
+
+static void	fwd_retry_cb(int, short, void *);
+
+/* Names of tunnel states, as tunctl shows them. */
+const char *
+fwd_state_name(enum fwd_state s)
+{
+	switch (s) {
+	case FWD_DOWN:
+		return ("down");
+	case FWD_STARTING:
+		return ("starting");
+	case FWD_WAITING:
+		return ("waiting");
+	case FWD_UP:
+		return ("up");
+	case FWD_FAILED:
+		return ("failed");
+	}
+	return ("unknown");
+}
+
+/* Create a tunnel on its link, stopped. */
+struct fwd *
+fwd_new(struct link *l, const struct tunnel_conf *tc)
+{
+	struct fwd *f;
+
+	f = xcalloc(1, sizeof(*f));
+	f->link = l;
+	f->tc = xmalloc(sizeof(*f->tc));
+	*f->tc = *tc;
+	f->state = FWD_DOWN;
+	f->since = time(NULL);
+	f->since_mono = monotime();
+	TAILQ_INIT(&f->chans);
+	if (fwd_is_remote(f))
+		l->nremote++;
+	if ((f->ev_retry = evtimer_new(td->base, fwd_retry_cb, f)) == NULL ||
+	    (f->ev_accept = evtimer_new(td->base, fwd_local_resume_cb,
+	    f)) == NULL)
+		fatalx("fwd_new: out of memory");
+	TAILQ_INSERT_TAIL(&l->fwds, f, entry);
+	return (f);
+}
+
+/*
+ * Stop a tunnel and free it with its connections, at once: for a link
+ * being freed, whose session is already closed. A live tunnel is removed
+ * with fwd_remove instead.
+ */
+void
+fwd_free(struct fwd *f)
+{
+	struct chan *c;
+
+	if (f == NULL)
+		return;
+	if (fwd_is_remote(f))
+		fwd_remote_stop(f);
+	fwd_local_unbind(f);
+	while ((c = TAILQ_FIRST(&f->chans)) != NULL) {
+		chan_link_lost(c);
+		if (c->state != CHAN_DEAD)
+			chan_kill(c, "tunnel stopped");
+	}
+	if (f->dead)
+		TAILQ_REMOVE(&f->link->dying, f, entry);
+	else {
+		TAILQ_REMOVE(&f->link->fwds, f, entry);
+		if (fwd_is_remote(f))
+			f->link->nremote--;
+	}
+	event_free(f->ev_retry);
+	event_free(f->ev_accept);
+	free(f->tc);
+	free(f);
+}
+
+/*
+ * Reload removed this tunnel: close its listener (or cancel its remote
+ * forward) and its connections now, and free it on a later loop turn once
+ * no channel of it is still being opened (see chan_kill). From here on
+ * nothing finds it by name, and it counts for nothing.
+ */
+void
+fwd_remove(struct fwd *f)
+{
+	if (f->enabled)
+		fwd_disable(f);
+	f->dead = 1;
+	TAILQ_REMOVE(&f->link->fwds, f, entry);
+	TAILQ_INSERT_TAIL(&f->link->dying, f, entry);
+	if (fwd_is_remote(f))
+		f->link->nremote--;
+	tunneld_reap_soon();
+}
+
+/* Free a link's removed tunnels that have no connection left. */
+void
+fwd_reap(struct link *l)
+{
+	struct fwd *f, *next;
+
+	for (f = TAILQ_FIRST(&l->dying); f != NULL; f = next) {
+		next = TAILQ_NEXT(f, entry);
+		if (TAILQ_EMPTY(&f->chans))
+			fwd_free(f);
+	}
+}
+
+/* Find a tunnel by name. */
+struct fwd *
+fwd_find(const char *name)
+{
+	struct link	*l;
+	struct fwd	*f;
+
+	TAILQ_FOREACH(l, &td->links, entry) {
+		TAILQ_FOREACH(f, &l->fwds, entry) {
+			if (strcmp(f->tc->name, name) == 0)
+				return (f);
+		}
+	}
+	return (NULL);
+}
+
+/* Change state: stamp it, log it, tell the control side. */
+void
+fwd_set_state(struct fwd *f, enum fwd_state state, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (fmt != NULL) {
+		va_start(ap, fmt);
+		vsnprintf(f->last_error, sizeof(f->last_error), fmt, ap);
+		va_end(ap);
+	} else if (state == FWD_UP)
+		f->last_error[0] = '\0';
+	if (f->state == state)
+		return;
+	log_info("tunnel %s: %s -> %s%s%s", f->tc->name,
+	    fwd_state_name(f->state), fwd_state_name(state),
+	    fmt != NULL ? ": " : "", fmt != NULL ? f->last_error : "");
+	f->state = state;
+	f->since = time(NULL);
+	f->since_mono = monotime();
+	control_state_changed();
+	tunneld_status_changed();
+}
+
+/* Remember an error of one connection; the tunnel's state stays. */
+void
+fwd_note_error(struct fwd *f, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(f->last_error, sizeof(f->last_error), fmt, ap);
+	va_end(ap);
+	log_warnx("tunnel %s: %s", f->tc->name, f->last_error);
+}
+
+/* Set the state an enabled tunnel has, given its listener and its link. */
+void
+fwd_settle(struct fwd *f)
+{
+	int ready = fwd_is_remote(f) ? f->remote_bound : f->listener != NULL;
+
+	if (!f->enabled)
+		fwd_set_state(f, FWD_DOWN, NULL);
+	else if (f->state == FWD_FAILED && !ready && f->link->state == LINK_UP)
+		return;		/* a retry is pending */
+	else if (!fwd_is_remote(f) && !ready)
+		return;		/* failed, a bind retry is pending */
+	else if (f->link->state == LINK_UP)
+		fwd_set_state(f, ready ? FWD_UP : FWD_STARTING, NULL);
+	else if (f->link->state == LINK_CONNECTING &&
+	    f->state != FWD_UP && f->state != FWD_WAITING)
+		fwd_set_state(f, FWD_STARTING, NULL);	/* first connect */
+	else
+		fwd_set_state(f, FWD_WAITING, NULL);
+}
+
+/*
+ * tunctl up: bind the listener, start the link (now, if it waits in
+ * backoff). Returns -1 when the listener could not be bound; the tunnel is
+ * then failed, with the reason in last_error, and the bind is retried.
+ */
+int
+fwd_enable(struct fwd *f)
+{
+	char	err[ERR_MAXLEN];
+	int	rc = 0;
+
+	f->enabled = 1;
+	if (fwd_is_remote(f)) {
+		link_update(f->link);
+		link_retry_now(f->link);
+		fwd_remote_start(f);
+		fwd_settle(f);
+		return (0);
+	}
+	if (f->listener == NULL) {
+		evtimer_del(f->ev_retry);
+		if (fwd_local_bind(f, err, sizeof(err)) == -1) {
+			fwd_set_state(f, FWD_FAILED, "%s", err);
+			log_warnx("tunnel %s: %s", f->tc->name, err);
+			fwd_schedule_retry(f);
+			rc = -1;
+		} else
+			f->bind_failures = 0;
+	}
+	link_update(f->link);
+	link_retry_now(f->link);
+	fwd_settle(f);
+	return (rc);
+}
+
+/* tunctl down: close the listener and every connection. */
+void
+fwd_disable(struct fwd *f)
+{
+	struct chan *c, *next;
+
+	f->enabled = 0;
+	evtimer_del(f->ev_retry);
+	if (fwd_is_remote(f))
+		fwd_remote_stop(f);
+	fwd_local_unbind(f);
+	for (c = TAILQ_FIRST(&f->chans); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, entry);
+		chan_kill(c, "tunnel stopped");
+	}
+	fwd_set_state(f, FWD_DOWN, NULL);
+	link_update(f->link);
+}
+
+/* tunctl restart: down, then up. */
+void
+fwd_restart(struct fwd *f)
+{
+	fwd_disable(f);
+	fwd_enable(f);
+}
+
+/* The link came up: serve waiting connections. */
+void
+fwd_link_up(struct fwd *f)
+{
+	struct chan *c;
+
+	TAILQ_FOREACH(c, &f->chans, entry)
+		chan_want(c);
+	if (fwd_is_remote(f)) {
+		f->bind_failures = 0;
+		fwd_remote_start(f);	/* every reconnect asks again */
+	}
+	if (f->enabled)
+		fwd_settle(f);
+}
+
+/* The link went down (or started connecting): keep listening, wait. */
+void
+fwd_link_down(struct fwd *f)
+{
+	if (fwd_is_remote(f)) {
+		/* The server dropped our listener with the session. */
+		evtimer_del(f->ev_retry);
+		f->remote_bound = 0;
+		f->bound_port = 0;
+	}
+	if (f->enabled)
+		fwd_settle(f);
+}
+
+/* Retry a failed bind with the link's backoff parameters. */
+void
+fwd_schedule_retry(struct fwd *f)
+{
+	const struct host_conf	*hc = f->link->hc;
+	struct timeval		 tv;
+	double			 d;
+
+	f->bind_failures++;
+	d = backoff_delay(f->bind_failures, hc->backoff_initial,
+	    hc->backoff_max, (double)arc4random() / 4294967296.0);
+	tv.tv_sec = (time_t)d;
+	tv.tv_usec = (suseconds_t)((d - (double)tv.tv_sec) * 1e6);
+	evtimer_add(f->ev_retry, &tv);
+}
+
+/* Time to try the bind again. */
+static void
+fwd_retry_cb(int fd, short what, void *arg)
+{
+	struct fwd	*f = arg;
+	char		 err[ERR_MAXLEN];
+
+	(void)fd;
+	(void)what;
+	if (fwd_is_remote(f)) {
+		fwd_remote_start(f);
+		return;
+	}
+	if (!f->enabled || f->listener != NULL)
+		return;
+	if (fwd_local_bind(f, err, sizeof(err)) == -1) {
+		fwd_set_state(f, FWD_FAILED, "%s", err);
+		fwd_schedule_retry(f);
+		return;
+	}
+	log_info("tunnel %s: listening again", f->tc->name);
+	f->bind_failures = 0;
+	fwd_settle(f);
+}
+
+/* May one more connection in? Counts and logs a refusal. */
+int
+fwd_admit(struct fwd *f, const char *peer)
+{
+	if (f->tc->max_connections == 0 ||
+	    f->conns_active < (uint64_t)f->tc->max_connections)
+		return (0);
+	f->conns_failed++;
+	log_warnx("tunnel %s: connection from %s refused: %d connections "
+	    "open (max_connections)", f->tc->name, peer,
+	    f->tc->max_connections);
+	return (-1);
+}
