@@ -18,6 +18,7 @@ import json
 import math
 import os
 import platform
+import re
 import select
 import shutil
 import signal
@@ -518,6 +519,7 @@ class Bench:
                     ("latency", self.bench_latency),
                     ("concurrency", self.bench_concurrency),
                     ("memory", self.bench_memory),
+                    ("reload", self.bench_reload),
                     ("recovery", self.bench_recovery)]
         only = set(self.args.only.split(",")) if self.args.only else None
         for name, fn in sections:
@@ -834,6 +836,46 @@ class Bench:
                     "1+%d%s" % (min(k, big), "" if k in m["ssh_mem"] else "*"),
                     target, passed, note)
 
+    def bench_reload(self):
+        """1,000 tunnels over 10 hosts, one tunnel's target changed: the
+        daemon's own time for the reload (its summary line says "in X
+        ms"), medians of several alternated reloads."""
+        sshd = self.sshd[CIPHERS[0]]
+        k, nh = 1000, 10
+        tun = [(alloc_port(), self.echo) for _ in range(k)]
+        d = self.tunneld("reload%d" % k, sshd, tun, nhosts=nh,
+                         wait=60 + k // 10)
+        conf = self.path("reload%d.conf" % k)
+        with open(conf) as f:
+            base = f.read()
+        pat = re.compile(r'(\{ name = "t17";[^\n]*target = ")127\.0\.0\.1(:)')
+        changed = pat.sub(r"\1localhost\2", base)
+        if changed == base:
+            raise RuntimeError("reload: cannot find tunnel t17 in %s" % conf)
+        times = []
+        for i in range(10):
+            with open(conf, "w") as f:
+                f.write(changed if i % 2 == 0 else base)
+            code, out, err = d.tunctl("reload", timeout=60)
+            m = re.search(r"in ([0-9.]+) ms", out)
+            if code != 0 or not m or "changed 1 (t17)" not in out or \
+                    not out.startswith("kept 999"):
+                raise RuntimeError("reload %d: exit %d: %s %s" % (
+                    i, code, out.strip(), err.strip()))
+            times.append(float(m.group(1)))
+        for lp, _ in (tun[0], tun[17], tun[-1]):
+            if not echo_ok(lp, 5.0):
+                raise RuntimeError("reload: tunnel on %d does not echo after"
+                                   " the reloads" % lp)
+        if not self.check_alive(d, "reload"):
+            raise RuntimeError("reload: tunneld died")
+        stop_daemon(d)
+        med = statistics.median(times)
+        self.row("reload, 1,000 tunnels/10 hosts, 1 changed", med, None,
+                 "ms", str(len(times)), "< 100 ms", med < 100,
+                 "daemon time from its summary line; min %.1f max %.1f ms"
+                 % (min(times), max(times)), ratio=False)
+
     def bench_recovery(self):
         m = self.mode
         if not self.autossh:
@@ -1035,7 +1077,7 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="small sizes, under 2 minutes")
     ap.add_argument("--only", help="comma-separated sections: throughput,"
-                    "latency,concurrency,memory,recovery")
+                    "latency,concurrency,memory,reload,recovery")
     ap.add_argument("--bytes", type=int, help="stream size in MiB")
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
     ap.add_argument("--keep", action="store_true",
