@@ -219,7 +219,7 @@ class Env:
 
     def start(self, tunnels, sshd=None, hosts=None, defaults=None,
               known_hosts=True, extra_args=(), conf_name="tunnels.conf",
-              sock=None):
+              sock=None, daemon_env=None):
         """Write the conf (and known_hosts) and start tunneld -d -f.
         A second daemon in the same test needs its own sock and
         conf_name."""
@@ -234,7 +234,7 @@ class Env:
         with open(conf) as f:
             with open(log, "w") as lf:
                 lf.write("=== %s\n%s\n=== log\n" % (conf, f.read()))
-        d = Tunneld(conf, sock, log, extra_args)
+        d = Tunneld(conf, sock, log, extra_args, env=daemon_env)
         self.daemons.append(d)
         d.start()
         return d

@@ -629,19 +629,24 @@ def run_tunctl(sock, *args, timeout=30, env=None, json_out=False):
 class Tunneld:
     """One tunneld -d -f CONF process and the tunctl helpers around it."""
 
-    def __init__(self, conf_path, sock, log, extra_args=()):
+    def __init__(self, conf_path, sock, log, extra_args=(), env=None):
         self.conf = conf_path
         self.sock = sock
         self.log = log
         self.extra_args = list(extra_args)
+        self.env = env          # added to the environment, if any
         self.proc = None
         self.returncode = None
 
     def start(self, timeout=10.0):
         logf = open(self.log, "a")
+        e = None
+        if self.env:
+            e = dict(os.environ)
+            e.update(self.env)
         self.proc = subprocess.Popen(
             [TUNNELD_BIN, "-d", "-f", self.conf] + self.extra_args,
-            stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
+            stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, env=e)
         logf.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -14,7 +14,8 @@ import time
 import pytest
 
 from e2elib import (SLACK, connect, echo_handler, free_port,
-                    known_hosts_line, local, log_event, mem_limit, note,
+                    known_hosts_line, local, log_event, log_events,
+                    mem_limit, note,
                     port_refuses, proc_rss_kb, recv_all, recv_exact, remote,
                     sink_handler, tcp_listen)
 
@@ -471,3 +472,66 @@ def test_sigterm_under_100_streams(sshd, env, servers):
             s.close()
     assert rc == 0, rc
     assert not os.path.exists(d.sock)
+
+
+def test_reload_notify_and_daemon_settings(sshd, env, tagged):
+    """Under systemd: RELOADING=1 with MONOTONIC_USEC before, READY=1 after
+    (read from a notify socket of our own). The daemon settings: a new
+    control_socket is where tunctl finds the daemon after the reload, the
+    old one is gone, and log_level applies at once."""
+    a, _ = tagged
+    nsock = env.path("notify.sock")
+    ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ns.bind(nsock)
+    ns.settimeout(10)
+    try:
+        p = free_port()
+        tunnels = [local("t", tcp_listen(p), a.target)]
+        d = env.start(tunnels, sshd=sshd,
+                      daemon_env={"NOTIFY_SOCKET": nsock})
+        assert d.tunctl("wait", "t", "--timeout", "15")[0] == 0
+        msgs = []
+
+        def drain():
+            ns.setblocking(False)
+            try:
+                while True:
+                    msgs.append(ns.recv(4096).decode())
+            except BlockingIOError:
+                pass
+            ns.setblocking(True)
+        drain()
+        assert any("READY=1" in m for m in msgs), msgs
+        del msgs[:]
+        newsock = env.path("moved.sock")
+        rewrite(env, sshd, tunnels, sock=newsock)
+        before = time.monotonic()
+        summary = reload_ok(d)
+        after = time.monotonic()
+        assert "control socket moved to %s" % newsock in summary, summary
+        drain()
+        text = "\n".join(msgs)
+        rel = [m for m in msgs if "RELOADING=1" in m]
+        assert rel, text
+        usec = int(re.search(r"MONOTONIC_USEC=(\d+)", rel[0]).group(1))
+        assert before - 1 <= usec / 1e6 <= after + 1, (usec, before, after)
+        assert text.index("RELOADING=1") < text.rindex("READY=1"), text
+        # The socket moved: the old path is gone, the new one answers.
+        assert not os.path.exists(d.sock)
+        d.sock = newsock
+        assert d.tunctl("status", "t")[0] == 0
+        # log_level: "error" silences the info lines of the next reload.
+        rewrite(env, sshd, tunnels, sock=newsock)
+        with open(env.path("tunnels.conf")) as f:
+            conf = f.read().replace('log_level = "debug"',
+                                    'log_level = "error"')
+        assert 'log_level = "error"' in conf
+        with open(env.path("tunnels.conf"), "w") as f:
+            f.write(conf)
+        reload_ok(d)
+        t0 = time.time()
+        reload_ok(d)
+        assert log_events(d.log, r"reload: reading", after=t0) == []
+        assert len(log_events(d.log, r"reload: reading")) == 2
+    finally:
+        ns.close()
