@@ -858,7 +858,7 @@ class Bench:
                 f.write(changed if i % 2 == 0 else base)
             code, out, err = d.tunctl("reload", timeout=60)
             m = re.search(r"in ([0-9.]+) ms", out)
-            if code != 0 or not m or "changed 1 (t17)" not in out or \
+            if code != 0 or not m or "restarted 1 (t17)" not in out or \
                     not out.startswith("kept 999"):
                 raise RuntimeError("reload %d: exit %d: %s %s" % (
                     i, code, out.strip(), err.strip()))

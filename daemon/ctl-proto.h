@@ -5,7 +5,7 @@
  * This header must compile on its own (no libevent, libssh or tunneld.h):
  *	echo | cc -fsyntax-only -x c -include daemon/ctl-proto.h -
  *
- * DON'T FORGET TO BUMP THE PROTOCOL WORD ("tunneld/1" -> "tunneld/2") when
+ * DON'T FORGET TO BUMP THE PROTOCOL WORD ("tunneld/2" -> "tunneld/3") when
  * a change would make an old tunctl misread a new daemon or the other way
  * round: a verb or option changes meaning, a reply line changes its format
  * (columns of the table, JSON fields removed or renamed, the final line),
@@ -17,7 +17,12 @@
 
 #include <stddef.h>
 
-#define CTL_PROTO_WORD		"tunneld/1"
+/*
+ * tunneld/2: IN and OUT of status (table and JSON, now "in" and "out"
+ * instead of "bytes_in" and "bytes_out") count the other way round, as
+ * SPEC section 4 says: IN from the connecting client towards the target.
+ */
+#define CTL_PROTO_WORD		"tunneld/2"
 #define CTL_PROTO_PREFIX	"tunneld/"	/* of every version word */
 
 #define CTL_LINE_MAX		4096	/* a request line, newline included */

@@ -198,7 +198,8 @@ int
 main(int argc, char *argv[])
 {
 	struct event	*ev_term, *ev_int, *ev_hup;
-	char		*errors = NULL, *abs_sock = NULL, cwd[4096];
+	char		*errors = NULL, *abs_sock = NULL, *abs_conf = NULL;
+	char		 cwd[4096];
 	const char	*sock;
 	int		 ch, test = 0, n;
 
@@ -238,6 +239,13 @@ main(int argc, char *argv[])
 		return (check_only(td->conf_path));
 
 	log_init(1, td->verbose);
+	if (td->conf_path[0] != '/') {
+		/* daemon() moves to /: reload must find the file again. */
+		if (getcwd(cwd, sizeof(cwd)) == NULL)
+			fatal("getcwd");
+		xasprintf(&abs_conf, "%s/%s", cwd, td->conf_path);
+		td->conf_path = abs_conf;
+	}
 	if ((n = conf_load(td->conf_path, &td->conf, &errors)) > 0) {
 		fputs(errors, stderr);
 		fprintf(stderr, "%s: %d error%s, not starting\n",
@@ -316,6 +324,7 @@ main(int argc, char *argv[])
 	conf_free(td->conf);
 	free(td);
 	free(abs_sock);
+	free(abs_conf);
 	log_info("stopped");
 	return (0);
 }

@@ -7,11 +7,14 @@
  * configuration is freed.
  *
  *   kept      same settings: listener and connections untouched
- *   changed   same listen, host and side: the fwd stays (its listener or
+ *   changed   same listen, host and kind: the fwd stays (its listener or
  *             remote forward too) and takes the new settings; connections
  *             already open finish on the old target, new ones use the new
  *   replaced  listen, kind or host changed: the old fwd is removed (its
  *             connections closed) and a new one added under the same name
+ *
+ * The summary calls changed and replaced tunnels, and hosts restarted in
+ * place ("host NAME"), "restarted", as SPEC section 3 does.
  *   removed   listener closed, remote forward cancelled, connections closed
  *   added     started as at start-up
  *
@@ -50,8 +53,7 @@ struct reload_names {
 };
 
 struct reload_report {
-	struct reload_names	kept, changed, restarted, added, removed,
-				disconnected;
+	struct reload_names	kept, restarted, added, removed, disconnected;
 };
 
 static int	reload_host_equal(const struct host_conf *,
@@ -168,7 +170,7 @@ reload_listener_of(struct fwd **gone, int ngone, const struct tunnel_conf *tc)
 		if (gone[i] != NULL && gone[i]->listener != NULL &&
 		    !reload_remote_side(gone[i]->tc->type) &&
 		    endpoint_equal(&gone[i]->tc->listen, &tc->listen) &&
-		    gone[i]->tc->listen.port != 0)
+		    (tc->listen.is_unix || tc->listen.port != 0))
 			return (gone[i]);
 	}
 	return (NULL);
@@ -192,6 +194,7 @@ reload_apply(struct conf *nc, struct reload_report *rep)
 	struct tunnel_conf		*old;
 	enum reload_mark		*marks;
 	struct fwd			**fwds;
+	char				 hname[NAME_MAXLEN + 8];
 	int				 n = 0, i, ngone = 0, nadded = 0, was;
 
 	TAILQ_FOREACH(l, &td->links, entry) {
@@ -214,8 +217,7 @@ reload_apply(struct conf *nc, struct reload_report *rep)
 			else if (reload_tunnel_equal(f->tc, ntc))
 				marks[n] = MARK_KEEP;
 			else if (strcmp(f->tc->via, ntc->via) != 0 ||
-			    reload_remote_side(f->tc->type) !=
-			    reload_remote_side(ntc->type) ||
+			    f->tc->type != ntc->type ||
 			    !reload_endpoint_same(&f->tc->listen,
 			    &ntc->listen))
 				marks[n] = MARK_REPLACE;
@@ -233,7 +235,8 @@ reload_apply(struct conf *nc, struct reload_report *rep)
 		    reload_host_equal(l->hc, nhc))
 			continue;
 		log_info("reload: host %s changed", l->hc->name);
-		reload_name(&rep->restarted, l->hc->name);
+		snprintf(hname, sizeof(hname), "host %s", l->hc->name);
+		reload_name(&rep->restarted, hname);
 		link_reconfigure(l, nhc);
 	}
 
@@ -257,7 +260,7 @@ reload_apply(struct conf *nc, struct reload_report *rep)
 		if (f == NULL)
 			reload_name(&rep->added, ntc->name);
 		else
-			reload_name(&rep->changed, ntc->name);
+			reload_name(&rep->restarted, ntc->name);
 	}
 
 	/* Listeners change hands before anything is closed or bound. */
@@ -293,7 +296,7 @@ reload_apply(struct conf *nc, struct reload_report *rep)
 		f = fwds[i];
 		ntc = reload_tunnel(nc, f->tc->name);
 		log_info("reload: tunnel %s changed", f->tc->name);
-		reload_name(&rep->changed, f->tc->name);
+		reload_name(&rep->restarted, f->tc->name);
 		old = f->tc;
 		f->tc = xmalloc(sizeof(*f->tc));
 		*f->tc = *ntc;
@@ -315,7 +318,8 @@ reload_apply(struct conf *nc, struct reload_report *rep)
 		lnext = TAILQ_NEXT(l, entry);
 		if (!TAILQ_EMPTY(&l->fwds))
 			continue;
-		reload_name(&rep->disconnected, l->hc->name);
+		snprintf(hname, sizeof(hname), "host %s", l->hc->name);
+		reload_name(&rep->disconnected, hname);
 		link_remove(l);
 	}
 
@@ -355,7 +359,7 @@ reload_daemon(struct conf *oc, struct conf *nc, char *note, size_t len)
 		    nc->control_socket);
 }
 
-/* "kept 5, changed 1 (pg), added 1 (web2), removed 1 (old)". */
+/* "kept 5, restarted 2 (pg, host db), added 1 (web2), removed 1 (old)". */
 static void
 reload_summary(const struct reload_report *rep, double ms, const char *note,
     char *out, size_t len)
@@ -364,7 +368,6 @@ reload_summary(const struct reload_report *rep, double ms, const char *note,
 		const char			*what;
 		const struct reload_names	*r;
 	} parts[] = {
-		{ "changed", &rep->changed },
 		{ "restarted", &rep->restarted },
 		{ "added", &rep->added },
 		{ "removed", &rep->removed },

@@ -11,7 +11,8 @@
  *
  * Only the owner's *_free() frees an object; back pointers never own.
  * Objects are never freed inside a callback they are running in: they are
- * marked dead, unlinked and freed on the next loop turn (chan_reap_cb).
+ * marked dead, unlinked and freed on the next loop turn (tunneld_reap_cb:
+ * chans, then removed fwds on link->dying, then links on td->dead_links).
  */
 #ifndef TUNNELD_H
 #define TUNNELD_H

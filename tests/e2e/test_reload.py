@@ -34,8 +34,10 @@ def tag_handler(tag):
 
 
 def which(port, timeout=10):
-    """Connect, read the target's 3-byte tag, check an echo, close."""
-    with connect(("127.0.0.1", port), timeout=timeout) as s:
+    """Connect (to a port, or a UNIX path), read the target's 3-byte tag,
+    check an echo, close."""
+    addr = port if isinstance(port, str) else ("127.0.0.1", port)
+    with connect(addr, timeout=timeout) as s:
         tag = recv_exact(s, 3)
         s.sendall(b"ping")
         assert recv_exact(s, 4) == b"ping"
@@ -84,8 +86,8 @@ def test_reload_keep_change_remove_add(sshd, env, servers, tagged):
                         local("web2", tcp_listen(pn), b.target)])
     summary = reload_ok(d)
     note("reload summary: %s" % summary)
-    assert summary.startswith("kept 1, changed 1 (chg), added 1 (web2), "
-                              "removed 1 (old)"), summary
+    assert summary.startswith("kept 1, restarted 1 (chg), added 1 (web2), "
+                              "removed 1 (old) in "), summary
     # kept: the open connection still carries bytes.
     ck.sendall(b"kept")
     assert recv_exact(ck, 4) == b"kept"
@@ -111,7 +113,7 @@ def test_reload_keep_change_remove_add(sshd, env, servers, tagged):
         s.close()
     # Every action is in the log.
     for what in (r"reload: tunnel chg changed", r"reload: tunnel old removed",
-                 r"reload: kept 1, changed 1"):
+                 r"reload: kept 1, restarted 1 \(chg\)"):
         log_event(d.log, what)
 
 
@@ -129,7 +131,7 @@ def test_reload_port_swap_and_move(sshd, env, tagged):
                         local("tb", tcp_listen(p1), b.target),
                         local("new", tcp_listen(p3), b.target)])
     summary = reload_ok(d)
-    assert "changed 2 (" in summary and "added 1 (new)" in summary and \
+    assert "restarted 2 (ta, tb)" in summary and "added 1 (new)" in summary and \
         "removed 1 (gone)" in summary, summary
     assert d.tunctl("wait", "ta", "tb", "new", "--timeout", "10")[0] == 0
     assert which(p1) == b"BBB" and which(p2) == b"AAA"
@@ -139,6 +141,31 @@ def test_reload_port_swap_and_move(sshd, env, tagged):
     assert st["tb"]["listen"].endswith(":%d" % p1), st["tb"]
     log_event(d.log, r"reload: tunnel new takes over the listener of "
               r"tunnel gone")
+
+
+def test_reload_unix_listener_and_kind_change(sshd, env, tagged):
+    """A UNIX listener of a removed tunnel goes to the new tunnel on the
+    same path; a tunnel whose kind changes (local -> dynamic) is replaced,
+    so no waiting connection of the old kind is opened as the new one."""
+    a, b = tagged
+    upath = env.path("u.sock")
+    p = free_port()
+    d = env.start([local("ux", upath, a.target),
+                   local("kind", tcp_listen(p), a.target)], sshd=sshd)
+    assert d.tunctl("wait", "ux", "kind", "--timeout", "15")[0] == 0
+    assert which(upath) == b"AAA"
+    rewrite(env, sshd, [local("ux2", upath, b.target),
+                        {"name": "kind", "type": "dynamic", "via": "srv",
+                         "listen": tcp_listen(p)}])
+    summary = reload_ok(d)
+    assert "restarted 1 (kind)" in summary and "added 1 (ux2)" in summary \
+        and "removed 1 (ux)" in summary, summary
+    log_event(d.log, r"reload: tunnel ux2 takes over the listener of "
+              r"tunnel ux")
+    log_event(d.log, r"reload: tunnel kind replaced")
+    assert d.tunctl("wait", "ux2", "kind", "--timeout", "10")[0] == 0
+    assert which(upath) == b"BBB"
+    assert d.tunnel("kind")["type"] == "dynamic"
 
 
 def test_reload_remote_change_remove_add(sshd, env, tagged):
@@ -154,7 +181,7 @@ def test_reload_remote_change_remove_add(sshd, env, tagged):
     rewrite(env, sshd, [remote("rchg", tcp_listen(r1), b.target),
                         remote("rnew", tcp_listen(r2), b.target)])
     summary = reload_ok(d)
-    assert "changed 1 (rchg)" in summary and "added 1 (rnew)" in summary \
+    assert "restarted 1 (rchg)" in summary and "added 1 (rnew)" in summary \
         and "removed 1 (rgone)" in summary, summary
     assert d.tunctl("wait", "rchg", "rnew", "--timeout", "10")[0] == 0
     assert which(r1) == b"BBB"
@@ -183,7 +210,7 @@ def test_reload_host_address_change(sshd, own_sshd, env, keys, tagged):
     rewrite(env, None, tunnels,
             hosts={"srv": {"address": "127.0.0.1", "port": own_sshd.port}})
     summary = reload_ok(d)
-    assert summary.startswith("kept 1, restarted 1 (srv)"), summary
+    assert summary.startswith("kept 1, restarted 1 (host srv) in "), summary
     assert d.tunctl("wait", "t", "--timeout", "15")[0] == 0
     d.wait_for(lambda: d.link("srv")["state"] == "up" and
                d.link("srv")["port"] == own_sshd.port,
@@ -362,7 +389,7 @@ def test_reload_target_change_never_refuses(sshd, env, tagged):
         for i in range(10):
             tgt = b.target if i % 2 == 0 else a.target
             rewrite(env, sshd, [local("flip", tcp_listen(p), tgt)])
-            assert "changed 1 (flip)" in reload_ok(d)
+            assert "restarted 1 (flip)" in reload_ok(d)
             time.sleep(0.1)
     finally:
         stop.set()

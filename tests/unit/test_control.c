@@ -98,43 +98,43 @@ struct reject_case {
 };
 
 static const struct accept_case accepts[] = {
-	{ "tunneld/1 status", CTL_STATUS, 0, 0, -1, 0, "" },
-	{ "tunneld/1 status pg", CTL_STATUS, 0, 0, -1, 1, "pg" },
-	{ "tunneld/1 status pg web socks", CTL_STATUS, 0, 0, -1, 3,
+	{ "tunneld/2 status", CTL_STATUS, 0, 0, -1, 0, "" },
+	{ "tunneld/2 status pg", CTL_STATUS, 0, 0, -1, 1, "pg" },
+	{ "tunneld/2 status pg web socks", CTL_STATUS, 0, 0, -1, 3,
 	  "pg web socks" },
-	{ "tunneld/1 status --json", CTL_STATUS, 1, 0, -1, 0, "" },
-	{ "tunneld/1 status pg --json", CTL_STATUS, 1, 0, -1, 1, "pg" },
-	{ "tunneld/1 status --json --json", CTL_STATUS, 1, 0, -1, 0, "" },
-	{ "tunneld/1 links", CTL_LINKS, 0, 0, -1, 0, "" },
-	{ "tunneld/1 links --json", CTL_LINKS, 1, 0, -1, 0, "" },
-	{ "tunneld/1 up pg", CTL_UP, 0, 0, -1, 1, "pg" },
-	{ "tunneld/1 up --all", CTL_UP, 0, 1, -1, 0, "" },
-	{ "tunneld/1 up a b c", CTL_UP, 0, 0, -1, 3, "a b c" },
-	{ "tunneld/1 down pg", CTL_DOWN, 0, 0, -1, 1, "pg" },
-	{ "tunneld/1 down --all", CTL_DOWN, 0, 1, -1, 0, "" },
-	{ "tunneld/1 restart pg web", CTL_RESTART, 0, 0, -1, 2, "pg web" },
-	{ "tunneld/1 wait pg", CTL_WAIT, 0, 0, -1, 1, "pg" },
-	{ "tunneld/1 wait --timeout=5 pg web", CTL_WAIT, 0, 0, 5, 2,
+	{ "tunneld/2 status --json", CTL_STATUS, 1, 0, -1, 0, "" },
+	{ "tunneld/2 status pg --json", CTL_STATUS, 1, 0, -1, 1, "pg" },
+	{ "tunneld/2 status --json --json", CTL_STATUS, 1, 0, -1, 0, "" },
+	{ "tunneld/2 links", CTL_LINKS, 0, 0, -1, 0, "" },
+	{ "tunneld/2 links --json", CTL_LINKS, 1, 0, -1, 0, "" },
+	{ "tunneld/2 up pg", CTL_UP, 0, 0, -1, 1, "pg" },
+	{ "tunneld/2 up --all", CTL_UP, 0, 1, -1, 0, "" },
+	{ "tunneld/2 up a b c", CTL_UP, 0, 0, -1, 3, "a b c" },
+	{ "tunneld/2 down pg", CTL_DOWN, 0, 0, -1, 1, "pg" },
+	{ "tunneld/2 down --all", CTL_DOWN, 0, 1, -1, 0, "" },
+	{ "tunneld/2 restart pg web", CTL_RESTART, 0, 0, -1, 2, "pg web" },
+	{ "tunneld/2 wait pg", CTL_WAIT, 0, 0, -1, 1, "pg" },
+	{ "tunneld/2 wait --timeout=5 pg web", CTL_WAIT, 0, 0, 5, 2,
 	  "pg web" },
-	{ "tunneld/1 wait pg --timeout=0", CTL_WAIT, 0, 0, 0, 1, "pg" },
-	{ "tunneld/1 wait pg --timeout=86400", CTL_WAIT, 0, 0, 86400, 1,
+	{ "tunneld/2 wait pg --timeout=0", CTL_WAIT, 0, 0, 0, 1, "pg" },
+	{ "tunneld/2 wait pg --timeout=86400", CTL_WAIT, 0, 0, 86400, 1,
 	  "pg" },
-	{ "tunneld/1 wait --timeout=007 pg", CTL_WAIT, 0, 0, 7, 1, "pg" },
-	{ "tunneld/1 reload", CTL_RELOAD, 0, 0, -1, 0, "" },
-	{ "tunneld/1 version", CTL_VERSION, 0, 0, -1, 0, "" },
+	{ "tunneld/2 wait --timeout=007 pg", CTL_WAIT, 0, 0, 7, 1, "pg" },
+	{ "tunneld/2 reload", CTL_RELOAD, 0, 0, -1, 0, "" },
+	{ "tunneld/2 version", CTL_VERSION, 0, 0, -1, 0, "" },
 	/* Spacing, line ends, names that look like options. */
-	{ "tunneld/1 status\r", CTL_STATUS, 0, 0, -1, 0, "" },
-	{ "tunneld/1 status\r\n", CTL_STATUS, 0, 0, -1, 0, "" },
-	{ "tunneld/1 status\n", CTL_STATUS, 0, 0, -1, 0, "" },
-	{ "  tunneld/1   status  pg\tweb  ", CTL_STATUS, 0, 0, -1, 2,
+	{ "tunneld/2 status\r", CTL_STATUS, 0, 0, -1, 0, "" },
+	{ "tunneld/2 status\r\n", CTL_STATUS, 0, 0, -1, 0, "" },
+	{ "tunneld/2 status\n", CTL_STATUS, 0, 0, -1, 0, "" },
+	{ "  tunneld/2   status  pg\tweb  ", CTL_STATUS, 0, 0, -1, 2,
 	  "pg web" },
-	{ "tunneld/1 status -- -odd --json", CTL_STATUS, 0, 0, -1, 2,
+	{ "tunneld/2 status -- -odd --json", CTL_STATUS, 0, 0, -1, 2,
 	  "-odd --json" },
-	{ "tunneld/1 status -x", CTL_STATUS, 0, 0, -1, 1, "-x" },
-	{ "tunneld/1 up --all --", CTL_UP, 0, 1, -1, 0, "" },
-	{ "tunneld/1 status A-Z_a.z-09", CTL_STATUS, 0, 0, -1, 1,
+	{ "tunneld/2 status -x", CTL_STATUS, 0, 0, -1, 1, "-x" },
+	{ "tunneld/2 up --all --", CTL_UP, 0, 1, -1, 0, "" },
+	{ "tunneld/2 status A-Z_a.z-09", CTL_STATUS, 0, 0, -1, 1,
 	  "A-Z_a.z-09" },
-	{ "tunneld/1 status "
+	{ "tunneld/2 status "
 	  "n234567890123456789012345678901234567890123456789012345678901234",
 	  CTL_STATUS, 0, 0, -1, 1,
 	  "n234567890123456789012345678901234567890123456789012345678901234" },
@@ -144,59 +144,59 @@ static const struct reject_case rejects[] = {
 	{ "", "empty request" },
 	{ "   ", "empty request" },
 	{ "\r", "empty request" },
-	{ "status", "a request starts with the protocol word \"tunneld/1\", "
+	{ "status", "a request starts with the protocol word \"tunneld/2\", "
 	  "not \"status\"" },
-	{ "tunneld/2 status", "protocol \"tunneld/2\" not supported (this "
-	  "daemon speaks tunneld/1)" },
-	{ "tunneld/10 status", "protocol \"tunneld/10\" not supported" },
+	{ "tunneld/1 status", "protocol \"tunneld/1\" not supported (this "
+	  "daemon speaks tunneld/2)" },
+	{ "tunneld/20 status", "protocol \"tunneld/20\" not supported" },
 	{ "TUNNELD/1 status", "a request starts with the protocol word" },
-	{ "tunneld/1", "missing verb after \"tunneld/1\" (known: status, "
+	{ "tunneld/2", "missing verb after \"tunneld/2\" (known: status, "
 	  "links, up, down, restart, wait, reload, version)" },
-	{ "tunneld/1 stauts", "unknown verb \"stauts\" (known: status, "
+	{ "tunneld/2 stauts", "unknown verb \"stauts\" (known: status, "
 	  "links, up, down, restart, wait, reload, version)" },
-	{ "tunneld/1 STATUS", "unknown verb \"STATUS\"" },
-	{ "tunneld/1 check", "unknown verb \"check\"" },
+	{ "tunneld/2 STATUS", "unknown verb \"STATUS\"" },
+	{ "tunneld/2 check", "unknown verb \"check\"" },
 	/* Argument counts. */
-	{ "tunneld/1 links db", "\"links\" takes no arguments" },
-	{ "tunneld/1 reload now", "\"reload\" takes no arguments" },
-	{ "tunneld/1 version x", "\"version\" takes no arguments" },
-	{ "tunneld/1 up", "\"up\" needs tunnel names or --all" },
-	{ "tunneld/1 down", "\"down\" needs tunnel names or --all" },
-	{ "tunneld/1 restart", "\"restart\" needs at least 1 tunnel name" },
-	{ "tunneld/1 wait", "\"wait\" needs at least 1 tunnel name" },
-	{ "tunneld/1 wait --timeout=3", "\"wait\" needs at least 1" },
-	{ "tunneld/1 up --all pg", "give tunnel names or --all, not both" },
-	{ "tunneld/1 down pg --all", "give tunnel names or --all, not both" },
+	{ "tunneld/2 links db", "\"links\" takes no arguments" },
+	{ "tunneld/2 reload now", "\"reload\" takes no arguments" },
+	{ "tunneld/2 version x", "\"version\" takes no arguments" },
+	{ "tunneld/2 up", "\"up\" needs tunnel names or --all" },
+	{ "tunneld/2 down", "\"down\" needs tunnel names or --all" },
+	{ "tunneld/2 restart", "\"restart\" needs at least 1 tunnel name" },
+	{ "tunneld/2 wait", "\"wait\" needs at least 1 tunnel name" },
+	{ "tunneld/2 wait --timeout=3", "\"wait\" needs at least 1" },
+	{ "tunneld/2 up --all pg", "give tunnel names or --all, not both" },
+	{ "tunneld/2 down pg --all", "give tunnel names or --all, not both" },
 	/* Options. */
-	{ "tunneld/1 restart --all", "\"restart\" does not accept \"--all\"" },
-	{ "tunneld/1 status --all", "\"status\" does not accept \"--all\"" },
-	{ "tunneld/1 up pg --json", "\"up\" does not accept \"--json\"" },
-	{ "tunneld/1 version --json", "\"version\" does not accept" },
-	{ "tunneld/1 status --timeout=3", "\"status\" does not accept "
+	{ "tunneld/2 restart --all", "\"restart\" does not accept \"--all\"" },
+	{ "tunneld/2 status --all", "\"status\" does not accept \"--all\"" },
+	{ "tunneld/2 up pg --json", "\"up\" does not accept \"--json\"" },
+	{ "tunneld/2 version --json", "\"version\" does not accept" },
+	{ "tunneld/2 status --timeout=3", "\"status\" does not accept "
 	  "\"--timeout\"" },
-	{ "tunneld/1 wait pg --timeout", "\"--timeout\" needs a value" },
-	{ "tunneld/1 wait pg --timeout=", "bad timeout \"\"" },
-	{ "tunneld/1 wait pg --timeout=-1", "bad timeout \"-1\"" },
-	{ "tunneld/1 wait pg --timeout=1.5", "bad timeout \"1.5\"" },
-	{ "tunneld/1 wait pg --timeout=86401", "bad timeout \"86401\"" },
-	{ "tunneld/1 wait pg --timeout=99999999999999999999",
+	{ "tunneld/2 wait pg --timeout", "\"--timeout\" needs a value" },
+	{ "tunneld/2 wait pg --timeout=", "bad timeout \"\"" },
+	{ "tunneld/2 wait pg --timeout=-1", "bad timeout \"-1\"" },
+	{ "tunneld/2 wait pg --timeout=1.5", "bad timeout \"1.5\"" },
+	{ "tunneld/2 wait pg --timeout=86401", "bad timeout \"86401\"" },
+	{ "tunneld/2 wait pg --timeout=99999999999999999999",
 	  "bad timeout" },
-	{ "tunneld/1 wait pg --timeout=5s", "bad timeout \"5s\"" },
-	{ "tunneld/1 status --verbose", "unknown option \"--verbose\" for "
+	{ "tunneld/2 wait pg --timeout=5s", "bad timeout \"5s\"" },
+	{ "tunneld/2 status --verbose", "unknown option \"--verbose\" for "
 	  "\"status\"" },
-	{ "tunneld/1 status --json=1", "unknown option \"--json=1\"" },
+	{ "tunneld/2 status --json=1", "unknown option \"--json=1\"" },
 	/* Names. */
-	{ "tunneld/1 status a/b", "bad tunnel name \"a/b\"" },
-	{ "tunneld/1 up pg wéb", "bad tunnel name \"w\\xc3\\xa9b\"" },
-	{ "tunneld/1 status \"pg\"", "bad tunnel name \"\\\"pg\\\"\"" },
-	{ "tunneld/1 status "
+	{ "tunneld/2 status a/b", "bad tunnel name \"a/b\"" },
+	{ "tunneld/2 up pg wéb", "bad tunnel name \"w\\xc3\\xa9b\"" },
+	{ "tunneld/2 status \"pg\"", "bad tunnel name \"\\\"pg\\\"\"" },
+	{ "tunneld/2 status "
 	  "n2345678901234567890123456789012345678901234567890123456789012345",
 	  "bad tunnel name \"n234567890123456789012345678901234567890...\"" },
 	/* Bytes that never belong in a request. */
-	{ "tunneld/1 status \x01", "control character (byte 0x01" },
-	{ "tunneld/1 sta\033[2Jtus", "control character (byte 0x1b" },
-	{ "tunneld/1 status\x7f", "control character (byte 0x7f" },
-	{ "tunneld/1 status pg\r\r", "control character (byte 0x0d" },
+	{ "tunneld/2 status \x01", "control character (byte 0x01" },
+	{ "tunneld/2 sta\033[2Jtus", "control character (byte 0x1b" },
+	{ "tunneld/2 status\x7f", "control character (byte 0x7f" },
+	{ "tunneld/2 status pg\r\r", "control character (byte 0x0d" },
 };
 
 /* Join argv with single spaces. */
@@ -276,8 +276,8 @@ test_parse_limits(void **state)
 	assert_non_null(req);
 	assert_non_null(line);
 
-	/* "tunneld/1 status" and " x" repeated up to 4095 bytes. */
-	strcpy(line, "tunneld/1 status");
+	/* "tunneld/2 status" and " x" repeated up to 4095 bytes. */
+	strcpy(line, "tunneld/2 status");
 	while (strlen(line) + 2 <= CTL_LINE_MAX - 1)
 		strcat(line, " x");
 	while (strlen(line) < CTL_LINE_MAX - 1)
@@ -287,7 +287,7 @@ test_parse_limits(void **state)
 	assert_non_null(strstr(err, "too many arguments (limit 1024)"));
 
 	/* 1024 names fit. */
-	strcpy(line, "tunneld/1 status");
+	strcpy(line, "tunneld/2 status");
 	for (i = 0; i < CTL_ARGS_MAX; i++)
 		strcat(line, " x");
 	assert_int_equal(ctlp_parse(line, req, err, sizeof(err)), 0);
@@ -297,7 +297,7 @@ test_parse_limits(void **state)
 	assert_non_null(strstr(err, "too many arguments"));
 
 	/* 4095 bytes with a newline is the longest line. */
-	strcpy(line, "tunneld/1 status");
+	strcpy(line, "tunneld/2 status");
 	while (CTL_LINE_MAX - 1 - strlen(line) > 65)
 		strcat(line, " abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz");
 	strcat(line, " ");
@@ -314,10 +314,10 @@ test_parse_limits(void **state)
 
 	/* A short err buffer is cut, never overrun. */
 	memset(err, 'Q', sizeof(err));
-	assert_int_equal(ctlp_parse("tunneld/1 nope", req, err, 8), -1);
+	assert_int_equal(ctlp_parse("tunneld/2 nope", req, err, 8), -1);
 	assert_string_equal(err, "unknown");
 	assert_int_equal(err[8], 'Q');
-	assert_int_equal(ctlp_parse("tunneld/1 nope", req, NULL, 0), -1);
+	assert_int_equal(ctlp_parse("tunneld/2 nope", req, NULL, 0), -1);
 
 	free(line);
 	free(req);
@@ -333,7 +333,7 @@ test_parse_copy(void **state)
 	(void)state;
 	req = malloc(sizeof(*req));
 	assert_non_null(req);
-	strcpy(line, "tunneld/1 wait pg web --timeout=9");
+	strcpy(line, "tunneld/2 wait pg web --timeout=9");
 	assert_int_equal(ctlp_parse(line, req, err, sizeof(err)), 0);
 	memset(line, 'X', sizeof(line) - 1);
 	assert_string_equal(req->argv[0], "pg");
@@ -362,7 +362,7 @@ test_format(void **state)
 	req.verb = CTL_STATUS;
 	req.timeout = -1;
 	n = ctlp_format(&req, buf, sizeof(buf));
-	assert_string_equal(buf, "tunneld/1 status\n");
+	assert_string_equal(buf, "tunneld/2 status\n");
 	assert_int_equal(n, strlen(buf));
 
 	req.verb = CTL_WAIT;
@@ -371,7 +371,7 @@ test_format(void **state)
 	req.argv[0] = names[0];
 	req.argv[1] = names[2];
 	ctlp_format(&req, buf, sizeof(buf));
-	assert_string_equal(buf, "tunneld/1 wait --timeout=12 pg web\n");
+	assert_string_equal(buf, "tunneld/2 wait --timeout=12 pg web\n");
 	assert_int_equal(ctlp_parse(buf, back, err, sizeof(err)), 0);
 	assert_int_equal(back->verb, CTL_WAIT);
 	assert_int_equal(back->timeout, 12);
@@ -384,7 +384,7 @@ test_format(void **state)
 	for (i = 0; i < 3; i++)
 		req.argv[i] = names[i];
 	ctlp_format(&req, buf, sizeof(buf));
-	assert_string_equal(buf, "tunneld/1 status --json -- pg -odd web\n");
+	assert_string_equal(buf, "tunneld/2 status --json -- pg -odd web\n");
 	assert_int_equal(ctlp_parse(buf, back, err, sizeof(err)), 0);
 	assert_int_equal(back->argc, 3);
 	assert_string_equal(back->argv[1], "-odd");
@@ -394,7 +394,7 @@ test_format(void **state)
 	req.all = 1;
 	req.timeout = -1;
 	ctlp_format(&req, buf, sizeof(buf));
-	assert_string_equal(buf, "tunneld/1 up --all\n");
+	assert_string_equal(buf, "tunneld/2 up --all\n");
 
 	/* Too small a buffer, a bad verb, a line over the limit. */
 	assert_int_equal(ctlp_format(&req, buf, 10), -1);
@@ -792,7 +792,7 @@ test_show_select_msg(void **state)
 	req = malloc(sizeof(*req));
 	assert_non_null(req);
 
-	assert_int_equal(ctlp_parse("tunneld/1 status", req, err,
+	assert_int_equal(ctlp_parse("tunneld/2 status", req, err,
 	    sizeof(err)), 0);
 	n = control_show_select(req, &list, &bad);
 	assert_int_equal(n, 3);
@@ -800,7 +800,7 @@ test_show_select_msg(void **state)
 	assert_ptr_equal(list[2], &w.fwd[2]);
 	free(list);
 
-	assert_int_equal(ctlp_parse("tunneld/1 status web pg", req, err,
+	assert_int_equal(ctlp_parse("tunneld/2 status web pg", req, err,
 	    sizeof(err)), 0);
 	n = control_show_select(req, &list, &bad);
 	assert_int_equal(n, 2);
@@ -810,13 +810,13 @@ test_show_select_msg(void **state)
 	assert_string_equal(m.buf, "tunnel \"web\" is waiting");
 	free(list);
 
-	assert_int_equal(ctlp_parse("tunneld/1 status pg nope x", req, err,
+	assert_int_equal(ctlp_parse("tunneld/2 status pg nope x", req, err,
 	    sizeof(err)), 0);
 	assert_int_equal(control_show_select(req, &list, &bad), -1);
 	assert_int_equal(bad, 1);
 
 	/* A wait's reason: the link's error while the tunnel waits. */
-	assert_int_equal(ctlp_parse("tunneld/1 wait pg web gone", req, err,
+	assert_int_equal(ctlp_parse("tunneld/2 wait pg web gone", req, err,
 	    sizeof(err)), 0);
 	memset(&m, 0, sizeof(m));
 	control_show_wait_msg(&m, req, 5);
