@@ -101,7 +101,7 @@ def test_every_error_printed(env, tdir):
     (tunnel("connect_wait = -1;"), 8, "connect_wait"),
     ('  { name = "a"; type = "local"; via = "srv"; listen = "9000"; }',
      8, "target"),
-    (tunnel("") + "\n  this is not libconfig\n", 9, ""),
+    (tunnel("") + "\n  this is not libconfig\n", 9, "syntax error"),
 ], ids=["remote", "dynamic", "remote-unix-listen", "remote-dns-listen",
         "max-connections-0", "unknown-setting", "port0", "bad-name",
         "duplicate", "relative-path", "negative-wait", "no-target",

@@ -2,17 +2,61 @@
 survives whatever a client sends it.
 """
 
+import json
 import os
 import random
+import signal
 import socket
+import subprocess
 import threading
 import time
 
 import pytest
 
-from e2elib import (connect, echo_handler, echo_roundtrip, free_port, local,
+from e2elib import (SLACK, TUNCTL_BIN, TUNNELD_BIN, connect, echo_handler,
+                    echo_roundtrip, free_port, local, log_event, mem_limit,
                     note, port_refuses, proc_rss_kb, recv_all, run_tunctl,
-                    sanitized, tcp_listen)
+                    tail, tcp_listen)
+
+# Resolution of the daemon's log stamps (milliseconds, truncated).
+STAMP = 0.001
+
+
+def timed_tunctl(d, *args, timeout=30):
+    """Run tunctl against daemon d; return (exit code, stdout, stderr,
+    seconds) where seconds is the daemon's own time from its log line of
+    the connection to that of its close.  The connection is logged in an
+    earlier loop turn than the one that reads the request, whose time the
+    daemon's timers count from (the request's own log line may be later
+    than that)."""
+    t0 = time.time() - STAMP
+    p = subprocess.Popen([TUNCTL_BIN, "-s", d.sock] + [str(a) for a in args],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise
+    t_conn = log_event(d.log, r" pid %d: connected$" % p.pid, after=t0)
+    t_end = log_event(d.log, r" pid %d: closed$" % p.pid, after=t0)
+    return p.returncode, out, err, t_end - t_conn
+
+
+def control_conns(path):
+    """Connections to the control socket at path that the daemon has not
+    closed yet: /proc/net/unix lists the daemon's end of each (accepted or
+    still in the backlog) under the socket's path; the listener is not
+    counted."""
+    n = 0
+    with open("/proc/net/unix") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 8 and fields[7] == path and fields[5] != "01":
+                n += 1
+    return n
 
 
 def two_tunnels(env, sshd, servers):
@@ -31,10 +75,8 @@ def two_tunnels(env, sshd, servers):
 @pytest.mark.limit(60)
 def test_down_up_restart_wait(sshd, env, servers):
     d, port = two_tunnels(env, sshd, servers)
-    t0 = time.monotonic()
     code, out, err = d.tunctl("wait", "pg", "--timeout", "10")
     assert code == 0, (code, out, err)
-    assert time.monotonic() - t0 < 10
     assert echo_roundtrip(("127.0.0.1", port), b"one") == b"one"
 
     # A connection open across `down` is closed by it.
@@ -73,13 +115,17 @@ def test_down_up_restart_wait(sshd, env, servers):
     assert code == 0, (code, out, err)
     assert echo_roundtrip(("127.0.0.1", port), b"three") == b"three"
 
-    # wait on a tunnel whose link cannot come up: 4 after ~2 s.
+    # wait on a tunnel whose link cannot come up: 4 after 2 s (timed by
+    # the daemon's log, from tunctl's connection to its close once tunctl
+    # has the answer).
     for names in (["bad"], ["pg", "bad"]):
-        t0 = time.monotonic()
-        code, out, err = d.tunctl("wait", *names, "--timeout", "2")
-        dt = time.monotonic() - t0
+        code, out, err, dt = timed_tunctl(d, "wait", *names, "--timeout",
+                                          "2")
+        note("wait %s --timeout 2: answered 4 after %.3fs (daemon)" %
+             (" ".join(names), dt))
         assert code == 4, (names, code, out, err)
-        assert 1.5 <= dt <= 4.0, (names, dt)
+        assert "timed out after 2 s" in err, (names, err)
+        assert 2.0 - STAMP <= dt <= 2.0 + SLACK, (names, dt)
     assert d.tunnel("bad")["state"] in ("waiting", "starting", "failed")
     assert d.link("nowhere")["state"] in ("backoff", "connecting", "failed")
 
@@ -172,10 +218,12 @@ def test_exit_codes(sshd, env, servers, tdir):
         mode[0] = "silent"
         t0 = time.monotonic()
         code, out, err = run_tunctl(hup, "status", timeout=40)
-        note("silent socket: tunctl gave up after %.1fs" %
-              (time.monotonic() - t0))
+        dt = time.monotonic() - t0
+        note("silent socket: tunctl gave up after %.1fs" % dt)
         assert code == 3, (code, out, err)
-        assert err.strip()
+        assert "no answer" in err, err
+        # tunctl waits 10 s for an answer (docs/control-protocol.md).
+        assert 10.0 <= dt <= 10.0 + SLACK, dt
     finally:
         stop.set()
         th.join(2)
@@ -263,13 +311,13 @@ def test_control_socket_abuse(sshd, env, servers):
 
     # The protocol speaks: a body, a final line, and the connection stays
     # open for a second request.
-    reply, _ = raw(d.sock, b"tunneld/1 version\n")
+    reply, _ = raw(d.sock, b"tunneld/2 version\n")
     assert b"tunneld 0.1.0" in reply and end_code(reply) == 0, reply
     s = socket.socket(socket.AF_UNIX)
     s.settimeout(10)
     s.connect(d.sock)
     for _ in range(2):
-        s.sendall(b"tunneld/1 status\n")
+        s.sendall(b"tunneld/2 status\n")
         buf = b""
         while not (b"\n" + buf).count(b"\n%end") or not buf.endswith(b"\n"):
             b = s.recv(65536)
@@ -281,11 +329,11 @@ def test_control_socket_abuse(sshd, env, servers):
     # Bad requests: an error, this connection only.
     for req, want in ((b"tunneld/9 status\n", 2),
                       (b"hello world\n", 2),
-                      (b"tunneld/1 frobnicate\n", 2),
-                      (b"tunneld/1\n", 2),
-                      (b"tunneld/1 up\n", 2),
-                      (b"tunneld/1 status \x00\xff\xfe\n", None),
-                      (b"tunneld/1 down nosuch\n", 1)):
+                      (b"tunneld/2 frobnicate\n", 2),
+                      (b"tunneld/2\n", 2),
+                      (b"tunneld/2 up\n", 2),
+                      (b"tunneld/2 status \x00\xff\xfe\n", None),
+                      (b"tunneld/2 down nosuch\n", 1)):
         reply, _ = raw(d.sock, req)
         code = end_code(reply)
         if want is None:
@@ -318,7 +366,7 @@ def test_control_socket_abuse(sshd, env, servers):
     assert eof, "connection not closed after an oversized line"
     healthy()
     # The same after a valid prefix.
-    reply, eof = raw(d.sock, b"tunneld/1 status " + b"x" * 5000 + b"\n",
+    reply, eof = raw(d.sock, b"tunneld/2 status " + b"x" * 5000 + b"\n",
                      timeout=5, until_eof=True)
     assert end_code(reply) == 2 and eof, reply
     healthy()
@@ -326,7 +374,7 @@ def test_control_socket_abuse(sshd, env, servers):
     # An idle half-written request does not block anybody.
     idle = socket.socket(socket.AF_UNIX)
     idle.connect(d.sock)
-    idle.sendall(b"tunneld/1 sta")
+    idle.sendall(b"tunneld/2 sta")
     healthy()
     idle.close()
 
@@ -335,7 +383,7 @@ def test_control_socket_abuse(sshd, env, servers):
     s = socket.socket(socket.AF_UNIX)
     s.connect(d.sock)
     s.setblocking(False)
-    req = b"tunneld/1 status\n" * 1000
+    req = b"tunneld/2 status\n" * 1000
     t_end = time.monotonic() + 3
     pushed = 0
     while time.monotonic() < t_end:
@@ -348,7 +396,14 @@ def test_control_socket_abuse(sshd, env, servers):
     grown = proc_rss_kb(d.pid) - base
     note("flood: %d kB of requests unread, daemon RSS +%d kB" %
           (pushed >> 10, grown))
-    assert grown < 64 * 1024 or sanitized(), grown
+    # The daemon stops reading while 64 KiB of replies are unread, so the
+    # kernel takes only ~215 kB of requests and the -O2 build grows by
+    # ~80 kB.  Under ASan RSS grows by a step of ~8.5 MB (measured 8432-8496
+    # kB, the same after 1, 3 or 6 s of flooding: its allocator and shadow,
+    # not buffering); 16 MB leaves margin for that and stays below what
+    # unbounded buffering would take: an ASan daemon answers ~5 MB of
+    # replies a second (measured), over 15 MB in these 3 s.
+    assert grown < mem_limit(64 * 1024, 16 * 1024), grown
     s.close()
     healthy()
 
@@ -368,53 +423,67 @@ def test_control_socket_abuse(sshd, env, servers):
         conns.append(c)
         if i % 3 == 0:
             try:
-                c.send(b"tunneld/1 stat")
+                c.send(b"tunneld/2 stat")
             except OSError:
                 pass
+    # They do not hold up anybody else: status answers at once (tunctl
+    # itself would give up after 10 s).
     t0 = time.monotonic()
     code, out, err = d.tunctl("status", timeout=30)
-    note("status with 500 clients open: %d after %.2fs" %
-          (code, time.monotonic() - t0))
+    dt = time.monotonic() - t0
+    note("status with 500 clients open: %d after %.2fs" % (code, dt))
+    assert code == 0, (code, out, err)
+    assert dt <= SLACK, dt
+    assert control_conns(d.sock) >= 500
     for c in conns:
         c.close()
-    time.sleep(0.5)
+    d.wait_for(lambda: control_conns(d.sock) == 0, SLACK,
+               what="the daemon to close the 500 control connections")
     healthy()
     assert d.tunnel("pg")["state"] == "up"
     assert echo_roundtrip(("127.0.0.1", port), b"still") == b"still"
 
 
-def _listening(port):
+def _listening(port, netns=None):
     """Local addresses (hex, as /proc/net/tcp{,6} shows them) listening
-    on a TCP port."""
+    on a TCP port, in this network namespace or in netns."""
+    files = ("/proc/net/tcp", "/proc/net/tcp6")
+    if netns is None:
+        text = ""
+        for f in files:
+            with open(f) as fh:
+                text += fh.read()
+    else:
+        text = subprocess.run(["ip", "netns", "exec", netns, "cat"] +
+                              list(files), capture_output=True, text=True,
+                              timeout=30, check=True).stdout
     out = []
-    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(f) as fh:
-            next(fh)
-            for line in fh:
-                fields = line.split()
-                addr, p = fields[1].split(":")
-                if int(p, 16) == port and fields[3] == "0A":
-                    out.append(addr)
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields or fields[0] == "sl":
+            continue
+        addr, p = fields[1].split(":")
+        if int(p, 16) == port and fields[3] == "0A":
+            out.append(addr)
     return out
 
 
+WILDCARD = {"00000000", "00000000000000000000000000000000"}
+
+
 def test_listen_forms_and_enabled_false(sshd, env, servers):
-    """listen = "PORT" binds loopback only, "*:PORT" every address;
-    enabled = false starts down until `tunctl up`."""
+    """listen = "PORT" binds loopback only, "*:PORT" every address (in a
+    network namespace of the test's own); enabled = false starts down
+    until `tunctl up`."""
     echo = servers(echo_handler)
     p1, p2, p3 = free_port(), free_port(), free_port()
     d = env.start([local("bare", str(p1), echo.target),
-                   local("star", "*:%d" % p2, echo.target),
                    local("spare", tcp_listen(p3), echo.target,
                          enabled=False)], sshd=sshd)
-    code, out, err = d.tunctl("wait", "bare", "star", "--timeout", "15")
+    code, out, err = d.tunctl("wait", "bare", "--timeout", "15")
     assert code == 0, (code, out, err)
     assert _listening(p1) == ["0100007F"], _listening(p1)
-    assert set(_listening(p2)) <= {"00000000",
-                                   "00000000000000000000000000000000"}
-    assert _listening(p2)
-    for p in (p1, p2):
-        assert echo_roundtrip(("127.0.0.1", p), b"form") == b"form"
+    assert echo_roundtrip(("127.0.0.1", p1), b"form") == b"form"
     st = d.status()
     assert st["bare"]["listen"].endswith(":%d" % p1)
     assert st["spare"]["state"] == "down" and st["spare"]["enabled"] is False
@@ -424,6 +493,46 @@ def test_listen_forms_and_enabled_false(sshd, env, servers):
     assert d.tunctl("wait", "spare", "--timeout", "10")[0] == 0
     assert echo_roundtrip(("127.0.0.1", p3), b"spare") == b"spare"
 
+    # "*:PORT" listens on every address: only in a namespace of our own,
+    # with a tunneld there whose link cannot come up (nothing listens on
+    # port 1 there); its listeners are bound all the same.
+    ns = "tde2e-%08x" % random.getrandbits(32)
+    sock = env.path("ns.sock")
+    conf = env.path("ns.conf")
+    log = env.path("tunneld-ns.log")
+    with open(conf, "w") as f:
+        f.write(env.conf_text([local("star", "*:%d" % p2, "127.0.0.1:9"),
+                               local("bare", str(p1), "127.0.0.1:9")],
+                              hosts={"srv": {"address": "127.0.0.1",
+                                             "port": 1}}, sock=sock))
+    subprocess.run(["ip", "netns", "add", ns], check=True, timeout=30)
+    proc = None
+    try:
+        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo",
+                        "up"], check=True, timeout=30)
+        with open(log, "w") as logf:
+            proc = subprocess.Popen(["ip", "netns", "exec", ns, TUNNELD_BIN,
+                                     "-d", "-f", conf],
+                                    stdin=subprocess.DEVNULL, stdout=logf,
+                                    stderr=logf)
+        log_event(log, r"^started, 2 tunnels")
+        assert set(_listening(p2, ns)) <= WILDCARD, _listening(p2, ns)
+        assert _listening(p2, ns), tail(log)
+        assert _listening(p1, ns) == ["0100007F"], _listening(p1, ns)
+        code, out, err = run_tunctl(sock, "status", json_out=True)
+        assert code == 0, (code, out, err)
+        st = {t["name"]: t for t in json.loads(out)["tunnels"]}
+        assert st["star"]["state"] in ("starting", "waiting"), st
+        assert st["star"]["listen"].endswith(":%d" % p2), st
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, tail(log)
+        assert not os.path.exists(sock)
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        subprocess.run(["ip", "netns", "del", ns], timeout=30)
+
 
 RFC3339 = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$"
 
@@ -431,12 +540,16 @@ RFC3339 = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$"
 def test_json_and_table_fields(sshd, env, servers):
     """--json has every field with the right type; the tables have the
     columns the contract lists."""
-    import json
     import re
     d, port = two_tunnels(env, sshd, servers)
     assert d.tunctl("wait", "pg", "--timeout", "10")[0] == 0
     assert echo_roundtrip(("127.0.0.1", port), b"12345") == b"12345"
-    time.sleep(0.2)
+
+    def counted():
+        pg = d.tunnel("pg")
+        return (pg["in"] >= 5 and pg["out"] >= 5 and
+                pg["connections"]["active"] == 0)
+    d.wait_for(counted, SLACK, what="pg to count the 5 bytes each way")
     code, out, err = d.tunctl("status", json_out=True)
     assert code == 0, (code, out, err)
     doc = json.loads(out)
@@ -444,20 +557,20 @@ def test_json_and_table_fields(sshd, env, servers):
     for t in doc["tunnels"]:
         assert set(t) >= {"name", "type", "via", "listen", "target", "state",
                           "since", "since_seconds", "connections",
-                          "bytes_in", "bytes_out", "last_error", "enabled"}, t
+                          "in", "out", "last_error", "enabled"}, t
         assert t["type"] == "local"
         assert t["state"] in ("up", "starting", "waiting", "failed", "down")
         assert re.match(RFC3339, t["since"]), t["since"]
         assert isinstance(t["since_seconds"], num) and t["since_seconds"] >= 0
         for k in ("active", "total", "failed"):
             assert isinstance(t["connections"][k], int), t
-        assert isinstance(t["bytes_in"], int) and isinstance(
-            t["bytes_out"], int)
+        assert isinstance(t["in"], int) and isinstance(
+            t["out"], int)
         assert t["last_error"] is None or isinstance(t["last_error"], str)
         assert isinstance(t["enabled"], bool)
     pg = {t["name"]: t for t in doc["tunnels"]}["pg"]
     assert pg["via"] == "srv" and pg["listen"] == "127.0.0.1:%d" % port
-    assert pg["bytes_in"] == 5 and pg["bytes_out"] == 5, pg
+    assert pg["in"] == 5 and pg["out"] == 5, pg
     assert pg["connections"]["total"] == 1, pg
 
     code, out, err = d.tunctl("links", json_out=True)

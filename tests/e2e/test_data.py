@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from e2elib import (connect, echo_handler, echo_roundtrip, free_port, local,
-                    note, proc_rss_kb, Pump, recv_all, recv_exact, sanitized,
-                    sink_handler, source_handler, start_up, tcp_listen,
-                    transfer_both_ways)
+from e2elib import (SLACK, connect, echo_handler, echo_roundtrip, free_port,
+                    local, mem_limit, note, proc_rss_kb, Pump, recv_all,
+                    recv_exact, sink_handler, source_handler, start_up,
+                    tcp_listen, transfer_both_ways)
 
 
 @pytest.mark.limit(150)
@@ -35,11 +35,11 @@ def test_64mib_both_directions(sshd, env, servers):
     # The byte counters saw it (exact numbers in JSON).
     def counted():
         st = d.status()
-        return (st["upload"]["bytes_out"] >= len(data) and
-                st["download"]["bytes_in"] >= len(data))
+        return (st["upload"]["in"] >= len(data) and
+                st["download"]["out"] >= len(data))
     d.wait_for(counted, 5, what="byte counters")
     st = d.status()
-    assert st["upload"]["bytes_in"] == len(reply)
+    assert st["upload"]["out"] == len(reply)
     assert st["upload"]["connections"]["total"] == 1
     assert sink.errors == [] and src.errors == []
 
@@ -116,8 +116,8 @@ def test_200_concurrent_connections(sshd, env, servers):
     d.wait_for(settled, 10, what="active 0, total >= 200")
     t = d.tunnel("many")
     assert t["connections"]["failed"] == 0
-    assert t["bytes_out"] == n * (64 << 10)
-    assert t["bytes_in"] == n * (64 << 10)
+    assert t["in"] == n * (64 << 10)
+    assert t["out"] == n * (64 << 10)
     assert echo.errors == []
 
 
@@ -160,7 +160,14 @@ def test_slow_reader_bounded_memory(sshd, env, servers):
             # Unbounded buffering would take ~150 MB/s for 3 s.
             assert in_flight < 128 << 20, "%d MiB taken from the target " \
                 "for a client that reads nothing" % (in_flight >> 20)
-            assert grown < 64 * 1024 or sanitized(), \
+            # Under ASan freed chunks wait in the allocator's quarantine,
+            # so RSS grows with the bytes that crossed the daemon's heap
+            # (each in several copies) even when buffering is bounded:
+            # measured +22 MB here, +8-14 MB for the deaf target below.
+            # 48 MB is twice that; a daemon buffering without bound would
+            # hold what it reads (30-100 MB/s under ASan, so 90 MB or more
+            # in 3 s) plus the quarantined copies, and still fail.
+            assert grown < mem_limit(64 * 1024, 48 * 1024), \
                 "daemon grew by %d kB" % grown
             rest = recv_exact(s, (32 << 20) - 1000)
             stream = first + rest
@@ -169,7 +176,9 @@ def test_slow_reader_bounded_memory(sshd, env, servers):
                 assert chunk == block[:len(chunk)], "bytes out of order " \
                     "near offset %d" % off
 
-        # client -> target, target never reads
+        # client -> target, target never reads (growth from here on: under
+        # ASan the quarantine still holds the 32 MiB read above)
+        base = proc_rss_kb(d.pid)
         with connect(("127.0.0.1", p2), timeout=20) as s:
             s.setblocking(False)
             pushed = 0
@@ -182,8 +191,8 @@ def test_slow_reader_bounded_memory(sshd, env, servers):
             grown = proc_rss_kb(d.pid) - base
             note("client->target: pushed %d MiB, daemon RSS +%d kB" %
                   (pushed >> 20, grown))
-            assert grown < 64 * 1024 or sanitized(), \
-                "daemon grew by %d kB" % grown
+            assert grown < mem_limit(64 * 1024, 48 * 1024), \
+                "daemon grew by %d kB" % grown      # ASan: see above
             assert pushed < 128 << 20, "%d MiB accepted for a deaf target" % \
                 (pushed >> 20)
     finally:
@@ -268,7 +277,7 @@ def test_target_refused(sshd, env, servers):
             except (ConnectionResetError, BrokenPipeError):
                 got = b""
         assert got == b""
-        assert time.monotonic() - t0 < 3
+        assert time.monotonic() - t0 < SLACK
     d.wait_for(lambda: d.tunnel("dead")["connections"]["active"] == 0, 5,
                what="no active connections")
     t = d.tunnel("dead")

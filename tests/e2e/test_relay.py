@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from e2elib import (TUNNELD_BIN, Pump, connect, echo_handler, free_port,
-                    local, note, recv_all, remote, tcp_listen)
+from e2elib import (SLACK, TUNNELD_BIN, Pump, connect, echo_handler,
+                    free_port, local, note, recv_all, remote, tcp_listen)
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                         "..", "..", "conf", "examples")
@@ -76,8 +76,8 @@ def test_relay_a_b_c(sshd, env, servers):
         return (sa["connections"]["total"] == 2 and
                 sc["connections"]["total"] == 1 and
                 sb["connections"]["total"] == 1 and
-                sc["bytes_out"] == 4 << 20 and sc["bytes_in"] == 4 << 20 and
-                sa["bytes_in"] == 5 << 20 and sa["bytes_out"] == 5 << 20)
+                sc["in"] == 4 << 20 and sc["out"] == 4 << 20 and
+                sa["out"] == 5 << 20 and sa["in"] == 5 << 20)
     a.wait_for(counters, 5, what="the relay's counters")
 
     # A gone: C's tunnel stays up (its link to B is fine), a client is
@@ -99,7 +99,7 @@ def test_relay_a_b_c(sshd, env, servers):
         except (ConnectionResetError, BrokenPipeError):
             got = b""
     assert got == b""
-    assert time.monotonic() - t0 < 3
+    assert time.monotonic() - t0 < SLACK
     c.wait_for(lambda: c.tunnel("to-a")["last_error"], 5,
                what="C's tunnel shows the refusal")
     assert c.tunnel("to-a")["state"] == "up"

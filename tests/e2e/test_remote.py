@@ -15,14 +15,12 @@ import time
 
 import pytest
 
-from e2elib import (FAST, connect, curl, echo_handler, echo_roundtrip,
-                    free_port, listen_port, local, note, port_refuses,
-                    proc_descendants, recv_all, remote, remote_dynamic,
-                    run_cmd, sink_handler, socks4_connect, socks5_connect,
-                    source_handler, start_up, tcp_listen,
+from e2elib import (FAST, SLACK, connect, curl, echo_handler,
+                    echo_roundtrip, free_port, listen_port, local, log_event,
+                    note, port_refuses, proc_descendants, recv_all, remote,
+                    remote_dynamic, run_cmd, sink_handler, socks4_connect,
+                    socks5_connect, source_handler, start_up, tcp_listen,
                     transfer_both_ways, wait_port)
-
-SLACK = 2.0     # seconds of scheduling slack on a loaded 2-core machine
 
 
 def wait_refused(port, timeout=5.0):
@@ -39,6 +37,25 @@ def wait_refused(port, timeout=5.0):
 def count_in_log(path, pattern):
     with open(path, errors="replace") as f:
         return len(re.findall(pattern, f.read()))
+
+
+def keepalive_midpoint(d, interval, host="srv"):
+    """Sleep until half a keepalive interval after a probe of host's link
+    was answered (times from the daemon's log).  A server frozen then
+    is, by the daemon's rule, declared dead half an interval before the
+    SPEC bound interval x (count_max + 1): the half interval is room for
+    the daemon's own timer delay, and a daemon that waited one probe more
+    than the SPEC allows still misses the bound by half an interval.
+    (A copy of the helper in test_faults.py.)"""
+    after = time.time()
+    while True:
+        t = log_event(d.log, r"^link %s: keepalive answered" % host,
+                      after=after, timeout=interval + SLACK)
+        wait = t + interval / 2.0 - time.time()
+        if wait > 0:
+            time.sleep(wait)
+            return
+        after = t + 0.001           # we were late: take the next probe
 
 
 # ---------------------------------------------------------------------------
@@ -60,12 +77,12 @@ def test_remote_64mib_both_directions(sshd, env, servers):
 
     def counted():
         st = d.status()
-        return (st["rup"]["bytes_out"] >= len(data) and
-                st["rdown"]["bytes_in"] >= len(data))
+        return (st["rup"]["in"] >= len(data) and
+                st["rdown"]["out"] >= len(data))
     d.wait_for(counted, 5, what="byte counters")
     st = d.status()
-    assert st["rup"]["bytes_out"] == len(data), st["rup"]
-    assert st["rdown"]["bytes_in"] == len(data), st["rdown"]
+    assert st["rup"]["in"] == len(data), st["rup"]
+    assert st["rdown"]["out"] == len(data), st["rdown"]
     assert st["rup"]["connections"]["total"] == 1
     assert sink.errors == [] and src.errors == []
 
@@ -139,7 +156,7 @@ def test_remote_target_forms_refusal_half_close(sshd, env, servers, tdir):
             except (ConnectionResetError, BrokenPipeError):
                 got = b""
         assert got == b""
-        assert time.monotonic() - t0 < 3
+        assert time.monotonic() - t0 < SLACK
     d.wait_for(lambda: d.tunnel("dead")["connections"]["failed"] == 3, 5,
                what="3 failed connections")
     t = d.tunnel("dead")
@@ -206,9 +223,11 @@ def test_remote_bind_refused_recovers(sshd, env, servers):
              "%.1f s); other tunnels served %d rounds meanwhile" %
              (n1 - n0, FAST["backoff_initial"], FAST["backoff_max"], rounds))
     finally:
+        t_free = time.time()
         holder.close()
-    t0 = time.monotonic()
-    dt = d.wait_tunnel("held", "up", timeout=FAST["backoff_max"] + 10)
+    d.wait_tunnel("held", "up", timeout=FAST["backoff_max"] + 10)
+    dt = log_event(d.log, r"^tunnel held: srv listens on ",
+                   after=t_free) - t_free
     note("remote bind up %.2fs after the port was freed (backoff_max %.1f)"
          % (dt, FAST["backoff_max"]))
     assert dt <= FAST["backoff_max"] + SLACK, dt
@@ -217,7 +236,6 @@ def test_remote_bind_refused_recovers(sshd, env, servers):
     lk = d.link("srv")
     assert lk["state"] == "up"
     assert lk["since"] == link0["since"], (lk, link0)
-    assert time.monotonic() - t0 < 30
 
 
 def test_remote_down_up_live_link(own_sshd, env, servers):
@@ -417,7 +435,7 @@ def test_remote_dynamic_socks(sshd, env, http):
     assert st["target"] is None
     assert st["connections"]["total"] >= 9, st
     assert st["connections"]["failed"] >= 3, st
-    assert st["bytes_in"] >= 6 * len(web.blob), st
+    assert st["out"] >= 6 * len(web.blob), st
 
 
 @pytest.mark.limit(90)
@@ -472,20 +490,23 @@ def test_stale_listener_after_link_drop(own_sshd, env, servers, release):
     assert old, "no sshd session process"
     dead_bound = FAST["keepalive_interval"] * (FAST["keepalive_count_max"]
                                                + 1)
+    keepalive_midpoint(d, FAST["keepalive_interval"])
+    t_frozen = time.time()
     for pid in old:
         os.kill(pid, signal.SIGSTOP)
     own_sshd.frozen = list(old)         # own_sshd.stop() thaws them
-    t0 = time.monotonic()
     try:
-        t_dead = d.wait_for(lambda: d.link("srv")["state"] != "up",
-                            timeout=dead_bound + 10,
-                            what="link declared dead")
-        assert t_dead <= dead_bound + 1.5, t_dead
-        t_link = d.wait_link("srv", "up", timeout=15) + t_dead
+        # The SPEC bound as written, from the daemon's own log stamp.
+        t_dead = log_event(d.log, r"^link srv: no answer from .*link "
+                           r"declared dead", after=t_frozen,
+                           timeout=dead_bound + 10) - t_frozen
+        assert t_dead <= dead_bound, t_dead
+        d.wait_link("srv", "up", timeout=15)
+        t_link = time.time() - t_frozen
         new = [k for k in proc_descendants(own_sshd.pid) if k not in old]
         assert new, "no new sshd session"
         d.wait_tunnel("r", "failed", timeout=10)
-        t_failed = time.monotonic() - t0
+        t_failed = time.time() - t_frozen
         err_text = d.tunnel("r")["last_error"] or ""
         assert re.search(r"refus", err_text, re.I), err_text
         assert re.search(r"in use|stale", err_text), err_text
@@ -499,14 +520,13 @@ def test_stale_listener_after_link_drop(own_sshd, env, servers, release):
             except socket.timeout:
                 got = None
             assert got is None, got
-        n0 = count_in_log(d.log, r"tunnel r: .*refus")
-        time.sleep(3)
-        n1 = count_in_log(d.log, r"tunnel r: .*refus")
-        assert n1 > n0, "the refused bind was not retried within 3 s"
+        # The refused bind is retried, never waiting more than backoff_max.
+        log_event(d.log, r"^tunnel r: .*refus", after=time.time(),
+                  timeout=FAST["backoff_max"] + SLACK)
         assert d.link("srv")["state"] == "up"
         assert d.tunnel("r")["state"] == "failed"
 
-        t1 = time.monotonic()
+        t1 = time.time()
         sig = signal.SIGKILL if release == "sigkill" else signal.SIGCONT
         for pid in old:
             try:
@@ -515,7 +535,8 @@ def test_stale_listener_after_link_drop(own_sshd, env, servers, release):
                 pass
         if release == "sigcont":
             own_sshd.frozen = []
-        dt = d.wait_tunnel("r", "up", timeout=20)
+        d.wait_tunnel("r", "up", timeout=20)
+        dt = log_event(d.log, r"^tunnel r: srv listens on ", after=t1) - t1
     finally:
         if own_sshd.frozen:
             for pid in own_sshd.frozen:
@@ -531,9 +552,7 @@ def test_stale_listener_after_link_drop(own_sshd, env, servers, release):
          "%.2fs after %s (backoff_max %.1f)" %
          (release, t_dead, dead_bound, t_link, t_failed, refusals, dt,
           release.upper(), FAST["backoff_max"]))
-    assert dt <= FAST["backoff_max"] + SLACK + (1 if release == "sigcont"
-                                                 else 0), dt
-    assert time.monotonic() - t1 < 30
+    assert dt <= FAST["backoff_max"] + SLACK, dt
     payload = os.urandom(100000)
     assert wait_port(port, timeout=5)
     assert echo_roundtrip(("127.0.0.1", port), payload) == payload
@@ -576,7 +595,7 @@ def test_remote_hanging_target_does_not_block(sshd, env, servers):
             worst = max(worst, time.monotonic() - t0)
         note("with 5 target connects hanging: tunctl status and a 100 kB "
              "echo took at most %.3fs" % worst)
-        assert worst < 1.0, worst
+        assert worst < SLACK, worst
         # The far-side clients give up.  (tunneld confirms a forwarded
         # channel before its target answers; the server passes the client's
         # EOF, which may be a half-close, and closes the channel only after
@@ -614,7 +633,7 @@ def test_remote_slow_reader_bounded_memory(sshd, env, servers):
     not read slows the target here, and a target that does not read slows
     the far-side client; the daemon does not grow; bytes stay in order."""
     import threading
-    from e2elib import proc_rss_kb, recv_exact, sanitized
+    from e2elib import mem_limit, proc_rss_kb, recv_exact
     block = os.urandom(1 << 20)
     stop = threading.Event()
     sent = [0]
@@ -647,12 +666,22 @@ def test_remote_slow_reader_bounded_memory(sshd, env, servers):
             note("remote target->far client asleep: target sent %d MiB, "
                  "daemon RSS +%d kB" % (in_flight >> 20, grown))
             assert in_flight < 128 << 20, in_flight >> 20
-            assert grown < 64 * 1024 or sanitized(), grown
+            # Under ASan freed chunks wait in the allocator's quarantine,
+            # so RSS grows with the bytes that crossed the daemon's heap
+            # (each in several copies) even when buffering is bounded:
+            # measured +8-9 MB here, +22-24 MB for the deaf target below.
+            # 48 MB is twice that; a daemon buffering without bound would
+            # hold what it reads (30-60 MB/s under ASan, so 90 MB or more
+            # in 3 s) plus the quarantined copies, and still fail.
+            assert grown < mem_limit(64 * 1024, 48 * 1024), grown
             stream = first + recv_exact(s, (32 << 20) - 1000)
             for off in range(0, len(stream), len(block)):
                 chunk = stream[off:off + len(block)]
                 assert chunk == block[:len(chunk)], off
 
+        # Growth from here on: under ASan the quarantine still holds the
+        # 32 MiB read above.
+        base = proc_rss_kb(d.pid)
         with connect(("127.0.0.1", p2), timeout=20) as s:
             s.setblocking(False)
             pushed = 0
@@ -666,7 +695,7 @@ def test_remote_slow_reader_bounded_memory(sshd, env, servers):
             note("remote far client->deaf target: pushed %d MiB, daemon "
                  "RSS +%d kB" % (pushed >> 20, grown))
             assert pushed < 128 << 20, pushed >> 20
-            assert grown < 64 * 1024 or sanitized(), grown
+            assert grown < mem_limit(64 * 1024, 48 * 1024), grown  # see above
     finally:
         stop.set()
     assert d.tunctl("status")[0] == 0
@@ -732,7 +761,7 @@ def test_remote_dynamic_garbage_and_half_request(sshd, env, servers):
     for name in cases:
         dt, got = done[name]
         assert isinstance(got, bytes), (name, got)
-        assert dt <= 10 + SLACK + 1, (name, dt)
+        assert dt <= 10 + SLACK, (name, dt)
         if name.startswith("half"):
             assert dt >= 8.5, (name, dt)
             assert got in (b"", b"\x05\x00"), (name, got)
@@ -795,4 +824,4 @@ def test_remote_dynamic_50_concurrent(sshd, env, servers):
                what="no active connections")
     st = d.tunnel("rsocks")
     assert st["connections"]["failed"] == 0, st
-    assert st["bytes_out"] == n * (64 << 10), st
+    assert st["in"] == n * (64 << 10), st

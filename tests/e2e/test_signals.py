@@ -1,13 +1,16 @@
-"""Signals: SIGTERM and SIGINT stop the daemon cleanly, SIGHUP does not
-kill it, and after a SIGKILL a new daemon starts over the stale sockets.
+"""Signals: SIGTERM and SIGINT stop the daemon cleanly, SIGHUP reloads
+without disturbing anything, and after a SIGKILL a new daemon starts over
+the stale sockets.
 """
 
 import os
 import signal
+import socket
 import time
 
-from e2elib import (connect, echo_handler, echo_roundtrip, free_port, local,
-                    port_refuses, recv_all, tcp_listen)
+from e2elib import (SLACK, connect, echo_handler, echo_roundtrip, free_port,
+                    local, log_event, port_refuses, recv_all, recv_exact,
+                    tcp_listen)
 
 
 def start_up(env, sshd, servers, tdir):
@@ -55,12 +58,27 @@ def test_sigint(sshd, env, servers, tdir):
 
 
 def test_sighup_does_not_kill(sshd, env, servers, tdir):
+    """SIGHUP with an unchanged file reloads it and keeps everything as it
+    was: control socket, listeners, link and open connections (the reload
+    tests in test_reload.py change the file)."""
     d, port, upath, echo = start_up(env, sshd, servers, tdir)
+    live = connect(("127.0.0.1", port), timeout=10)
+    live.sendall(b"before")
+    assert recv_exact(live, 6) == b"before"
     os.kill(d.pid, signal.SIGHUP)
-    time.sleep(1)
+    log_event(d.log, r"^SIGHUP: reloading ", timeout=SLACK)
+    log_event(d.log, r"^reload: kept 2 in [0-9.]+ ms$", timeout=SLACK)
     assert d.alive()
-    assert d.tunctl("status")[0] == 0
+    code, out, err = d.tunctl("status")
+    assert code == 0, (code, out, err)
     assert echo_roundtrip(("127.0.0.1", port), b"hup") == b"hup"
+    assert echo_roundtrip(upath, b"unix hup") == b"unix hup"
+    # The connection open across the SIGHUP still carries data both ways.
+    live.sendall(b"after")
+    assert recv_exact(live, 5) == b"after"
+    live.shutdown(socket.SHUT_WR)
+    assert recv_all(live) == b""
+    live.close()
 
 
 def test_restart_after_sigkill(sshd, env, servers, tdir):
