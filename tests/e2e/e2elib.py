@@ -605,6 +605,24 @@ def render_conf(control_socket, defaults, hosts, tunnels, log_level="debug"):
     return "\n".join(out)
 
 
+def keepalive_midpoint(d, interval, host="srv"):
+    """Sleep until half a keepalive interval after a probe of host's link
+    was answered (times from the daemon's log).  A server frozen then
+    is, by the daemon's rule, declared dead half an interval before the
+    SPEC bound interval x (count_max + 1): the half interval is room for
+    the daemon's own timer delay, and a daemon that waited one probe more
+    than the SPEC allows still misses the bound by half an interval."""
+    after = time.time()
+    while True:
+        t = log_event(d.log, r"^link %s: keepalive answered" % host,
+                      after=after, timeout=interval + SLACK)
+        wait = t + interval / 2.0 - time.time()
+        if wait > 0:
+            time.sleep(wait)
+            return
+        after = t + 0.001           # we were late: take the next probe
+
+
 # ---------------------------------------------------------------------------
 # tunctl and tunneld
 

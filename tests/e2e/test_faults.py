@@ -9,6 +9,7 @@ import time
 import pytest
 
 from e2elib import (FAST, SLACK, connect, echo_handler, echo_roundtrip,
+                    keepalive_midpoint,
                     free_port, local, log_event, note, port_bindable,
                     recv_all, tcp_listen)
 from e2elib import start_up as e2elib_start_up
@@ -16,24 +17,6 @@ from e2elib import start_up as e2elib_start_up
 
 def start_up(env, sshd, tunnels, defaults=FAST):
     return e2elib_start_up(env, sshd, tunnels, defaults=defaults)
-
-
-def keepalive_midpoint(d, interval, host="srv"):
-    """Sleep until half a keepalive interval after a probe of host's link
-    was answered (times from the daemon's log).  A server frozen then
-    is, by the daemon's rule, declared dead half an interval before the
-    SPEC bound interval x (count_max + 1): the half interval is room for
-    the daemon's own timer delay, and a daemon that waited one probe more
-    than the SPEC allows still misses the bound by half an interval."""
-    after = time.time()
-    while True:
-        t = log_event(d.log, r"^link %s: keepalive answered" % host,
-                      after=after, timeout=interval + SLACK)
-        wait = t + interval / 2.0 - time.time()
-        if wait > 0:
-            time.sleep(wait)
-            return
-        after = t + 0.001           # we were late: take the next probe
 
 
 @pytest.mark.limit(60)

@@ -16,6 +16,7 @@ import time
 import pytest
 
 from e2elib import (FAST, SLACK, connect, curl, echo_handler,
+                    keepalive_midpoint,
                     echo_roundtrip, free_port, listen_port, local, log_event,
                     note, port_refuses, proc_descendants, recv_all, remote,
                     remote_dynamic, run_cmd, sink_handler, socks4_connect,
@@ -37,25 +38,6 @@ def wait_refused(port, timeout=5.0):
 def count_in_log(path, pattern):
     with open(path, errors="replace") as f:
         return len(re.findall(pattern, f.read()))
-
-
-def keepalive_midpoint(d, interval, host="srv"):
-    """Sleep until half a keepalive interval after a probe of host's link
-    was answered (times from the daemon's log).  A server frozen then
-    is, by the daemon's rule, declared dead half an interval before the
-    SPEC bound interval x (count_max + 1): the half interval is room for
-    the daemon's own timer delay, and a daemon that waited one probe more
-    than the SPEC allows still misses the bound by half an interval.
-    (A copy of the helper in test_faults.py.)"""
-    after = time.time()
-    while True:
-        t = log_event(d.log, r"^link %s: keepalive answered" % host,
-                      after=after, timeout=interval + SLACK)
-        wait = t + interval / 2.0 - time.time()
-        if wait > 0:
-            time.sleep(wait)
-            return
-        after = t + 0.001           # we were late: take the next probe
 
 
 # ---------------------------------------------------------------------------
