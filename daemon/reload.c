@@ -229,10 +229,17 @@ reload_apply(struct conf *nc, struct reload_report *rep)
 		}
 	}
 
-	/* Hosts whose settings changed restart in place. */
+	/* Hosts whose settings changed, and that tunnels still use, restart
+	 * in place; the others are disconnected below. */
 	TAILQ_FOREACH(l, &td->links, entry) {
 		if ((nhc = conf_host(nc, l->hc->name)) == NULL ||
 		    reload_host_equal(l->hc, nhc))
+			continue;
+		for (i = 0; i < nc->ntunnels; i++) {
+			if (strcmp(nc->tunnels[i].via, nhc->name) == 0)
+				break;
+		}
+		if (i == nc->ntunnels)
 			continue;
 		log_info("reload: host %s changed", l->hc->name);
 		snprintf(hname, sizeof(hname), "host %s", l->hc->name);
