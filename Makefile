@@ -29,15 +29,18 @@ ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE -Idaemon $(PKG_CFLAGS) $(WARN) $(CFLAGS)
 SAN_CFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	     -fno-sanitize-recover=undefined
 
-DAEMON_SRCS = daemon/main.c daemon/conf.c daemon/conf_value.c daemon/link.c daemon/handshake.c daemon/greq.c daemon/pump.c \
+DAEMON_SRCS = daemon/main.c daemon/conf.c daemon/conf_value.c daemon/link.c daemon/dial.c daemon/jump.c daemon/handshake.c daemon/greq.c daemon/sendq.c daemon/pump.c \
 	      daemon/chan.c daemon/chan_connect.c daemon/chan_socks.c daemon/socks.c daemon/fwd.c daemon/fwd_local.c daemon/fwd_remote.c daemon/control.c daemon/control_sock.c daemon/control_show.c daemon/reload.c daemon/ctl-proto.c \
 	      daemon/log.c daemon/util.c
 CTL_SRCS    = ctl/tunctl.c daemon/ctl-proto.c daemon/conf.c daemon/conf_value.c daemon/log.c daemon/util.c
-UNIT_TESTS  = test_conf test_util test_control test_socks
+UNIT_TESTS  = test_conf test_util test_control test_socks test_dial
 UNIT_SRCS_test_conf    = tests/unit/test_conf.c daemon/conf.c daemon/conf_value.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_util    = tests/unit/test_util.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_control = tests/unit/test_control.c daemon/control_show.c daemon/ctl-proto.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_socks   = tests/unit/test_socks.c daemon/socks.c
+UNIT_SRCS_test_dial    = tests/unit/test_dial.c daemon/dial.c daemon/log.c daemon/util.c
+# test_dial stands in for connect() to simulate addresses that never answer.
+UNIT_LDFLAGS_test_dial = -Wl,--wrap=connect
 
 B	?= build
 BA	?= build-asan
@@ -68,7 +71,7 @@ $(BA)/tunctl: $(call obj,$(BA),$(CTL_SRCS))
 
 define unit_rule
 $(BA)/$(1): $(call obj,$(BA),$(UNIT_SRCS_$(1)))
-	$$(CC) $$(SAN_CFLAGS) -o $$@ $$^ $$(PKG_LIBS) $$(shell pkg-config --libs cmocka) -lm
+	$$(CC) $$(SAN_CFLAGS) $$(UNIT_LDFLAGS_$(1)) -o $$@ $$^ $$(PKG_LIBS) $$(shell pkg-config --libs cmocka) -lm
 endef
 $(foreach t,$(UNIT_TESTS),$(eval $(call unit_rule,$(t))))
 

@@ -765,9 +765,19 @@ chan_pump_open(struct chan *c)
 			break;
 		}
 		CHAN_FROM_CHANNEL(c, rd);
-		chan_send(c, chan_scratch, (size_t)rd);
+		/*
+		 * These bytes are ours now: all of them go, even past
+		 * CHAN_BUF (by at most this read). A callback inside the read
+		 * (libssh polls the session when the channel's buffer is
+		 * empty) may have filled out meanwhile.
+		 */
+		n = chan_send(c, chan_scratch, (size_t)rd);
 		if (c->state == CHAN_DEAD)
 			return;
+		if (n < (size_t)rd && c->fd != -1) {
+			evbuffer_add(c->out, chan_scratch + n, (size_t)rd - n);
+			event_add(c->ev_write, NULL);
+		}
 	}
 
 	/* The target finished: pass the EOF on once everything is out. */

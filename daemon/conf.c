@@ -38,7 +38,7 @@ static const struct conf_feature {
 	{ "remote",		1 },
 	{ "dynamic",		1 },
 	{ "remote-dynamic",	1 },
-	{ "jump",		0 },
+	{ "jump",		1 },
 };
 
 /* Tunnel kinds, as named in tunnels.conf. */
@@ -72,6 +72,8 @@ enum conf_hkey {
 	HK_BACKOFF_INITIAL,
 	HK_BACKOFF_MAX,
 	HK_BACKOFF_RESET_AFTER,
+	HK_COMPRESSION,
+	HK_CIPHERS,
 	HK_JUMP,
 	HK_CONNECT_WAIT,
 	HK_MAX_CONNECTIONS,
@@ -83,8 +85,8 @@ static const char *conf_hkeys[HK_COUNT] = {
 	"address", "port", "user", "identity", "agent", "known_hosts",
 	"host_key_policy", "connect_timeout", "keepalive_interval",
 	"keepalive_count_max", "backoff_initial", "backoff_max",
-	"backoff_reset_after", "jump", "connect_wait", "max_connections",
-	"enabled",
+	"backoff_reset_after", "compression", "ciphers", "jump",
+	"connect_wait", "max_connections", "enabled",
 };
 
 /* The settings of a tunnel, in the order they are checked. */
@@ -110,12 +112,13 @@ static const char *conf_tkeys[TK_COUNT] = {
 #define ALLOWED_HOST	"address, port, user, identity, agent, " \
 			"known_hosts, host_key_policy, connect_timeout, " \
 			"keepalive_interval, keepalive_count_max, " \
-			"backoff_initial, backoff_max, backoff_reset_after, jump"
+			"backoff_initial, backoff_max, backoff_reset_after, " \
+			"compression, ciphers, jump"
 #define ALLOWED_DEFAULTS "port, user, identity, agent, known_hosts, " \
 			"host_key_policy, connect_timeout, keepalive_interval, " \
 			"keepalive_count_max, backoff_initial, backoff_max, " \
-			"backoff_reset_after, connect_wait, max_connections, " \
-			"enabled"
+			"backoff_reset_after, compression, ciphers, " \
+			"connect_wait, max_connections, enabled"
 #define ALLOWED_TUNNEL	"name, type, via, listen, target, enabled, " \
 			"connect_wait, max_connections"
 
@@ -274,6 +277,12 @@ conf_hsetting(struct conf_ctx *cx, const config_setting_t *s, int k,
 		break;
 	case HK_BACKOFF_RESET_AFTER:
 		conf_int(cx, s, key, 0, 86400, &hc->backoff_reset_after);
+		break;
+	case HK_COMPRESSION:
+		conf_bool(cx, s, key, &hc->compression);
+		break;
+	case HK_CIPHERS:
+		conf_ciphers(cx, s, key, hc->ciphers, sizeof(hc->ciphers));
 		break;
 	case HK_JUMP:
 		if ((v = conf_string(cx, s, key, "the name of another host")) ==

@@ -53,6 +53,17 @@ static const struct conf_level {
 	{ "debug",	LOGL_DEBUG },
 };
 
+/*
+ * Cipher names as SSH spells them, in libssh's order of preference. Only
+ * to list, in an error, those this libssh accepts: whether a name is known
+ * is always asked of libssh itself.
+ */
+static const char *const conf_cipher_names[] = {
+	"chacha20-poly1305@openssh.com", "aes256-gcm@openssh.com",
+	"aes128-gcm@openssh.com", "aes256-ctr", "aes192-ctr", "aes128-ctr",
+	"aes256-cbc", "aes192-cbc", "aes128-cbc", "3des-cbc", "blowfish-cbc",
+};
+
 static void	 conf_vadd(struct conf_ctx *, const char *, unsigned int,
 		    const char *, const char *, va_list)
 		    __attribute__((format(printf, 5, 0)));
@@ -65,6 +76,9 @@ static void	 conf_scan_number(struct conf_ctx *, unsigned int,
 		    const char *, const char *, size_t);
 static const char *conf_big_take(struct conf_ctx *,
 		    const config_setting_t *, const char *);
+static int	 conf_cipher_known(ssh_session, const char *);
+static int	 conf_list_has(const char *, const char *);
+static void	 conf_list_add(char *, size_t, const char *, const char *);
 
 /* Format one error line and keep it. */
 static void
@@ -691,6 +705,121 @@ conf_identity(struct conf_ctx *cx, const config_setting_t *s,
 		hc->identity[i] = ids[i];
 	hc->nidentity = n;
 	return (0);
+}
+
+/*
+ * Whether this libssh (its build, its FIPS mode) accepts a cipher name:
+ * a single unknown name is refused, where a list would lose it silently.
+ */
+static int
+conf_cipher_known(ssh_session ss, const char *name)
+{
+	return (ssh_options_set(ss, SSH_OPTIONS_CIPHERS_C_S, name) == 0 &&
+	    ssh_options_set(ss, SSH_OPTIONS_CIPHERS_S_C, name) == 0);
+}
+
+/* Whether a comma-separated list holds name. */
+static int
+conf_list_has(const char *list, const char *name)
+{
+	size_t	n = strlen(name);
+
+	while (*list != '\0') {
+		if (strncmp(list, name, n) == 0 &&
+		    (list[n] == ',' || list[n] == '\0'))
+			return (1);
+		list += strcspn(list, ",");
+		list += *list == ',';
+	}
+	return (0);
+}
+
+/* Append name to the list in buf, after sep unless it is the first. */
+static void
+conf_list_add(char *buf, size_t len, const char *sep, const char *name)
+{
+	size_t	o = strlen(buf);
+
+	snprintf(buf + o, len - o, "%s%s", o > 0 ? sep : "", name);
+}
+
+/*
+ * ciphers: a preference list "a,b" of cipher names, each checked with
+ * libssh itself, or "" for libssh's defaults. Copied into out without
+ * the blanks around the names.
+ */
+int
+conf_ciphers(struct conf_ctx *cx, const config_setting_t *s,
+    const char *key, char *out, size_t outlen)
+{
+	ssh_session	 ss;
+	const char	*v, *p, *end;
+	char		 list[1024], bad[512], known[512], name[128], q[96];
+	size_t		 len, i;
+	int		 nbad = 0, nempty = 0, ret = 0;
+
+	if ((v = conf_string(cx, s, key, "cipher names separated by commas, "
+	    "or \"\" for libssh's defaults")) == NULL)
+		return (-1);
+	if (v[strspn(v, " \t")] == '\0') {
+		out[0] = '\0';
+		return (0);
+	}
+	if ((ss = ssh_new()) == NULL)
+		fatalx("conf_ciphers: out of memory");
+	list[0] = bad[0] = known[0] = '\0';
+	for (p = v; ; p = end + 1) {
+		end = p + strcspn(p, ",");
+		while (p < end && (*p == ' ' || *p == '\t'))
+			p++;
+		for (len = (size_t)(end - p); len > 0 &&
+		    (p[len - 1] == ' ' || p[len - 1] == '\t'); len--)
+			;
+		snprintf(name, sizeof(name), "%.*s", (int)len, p);
+		format_quoted(name, q, sizeof(q));
+		if (len == 0) {
+			if (nempty++ == 0) {
+				format_quoted(v, q, sizeof(q));
+				conf_err(cx, s, key, "%s has an empty name "
+				    "(separate cipher names by single commas)",
+				    q);
+			}
+			ret = -1;
+		} else if (strcmp(name, "none") == 0) {
+			conf_err(cx, s, key, "\"none\" is not allowed (it "
+			    "would turn encryption off)");
+			ret = -1;
+		} else if (len >= sizeof(name) ||
+		    !conf_cipher_known(ss, name)) {
+			conf_list_add(bad, sizeof(bad), ", ", q);
+			nbad++;
+		} else if (conf_list_has(list, name)) {
+			conf_err(cx, s, key, "%s is given twice", q);
+			ret = -1;
+		} else
+			conf_list_add(list, sizeof(list), ",", name);
+		if (*end == '\0')
+			break;
+	}
+	if (nbad > 0) {
+		for (i = 0; i < sizeof(conf_cipher_names) /
+		    sizeof(conf_cipher_names[0]); i++)
+			if (conf_cipher_known(ss, conf_cipher_names[i]))
+				conf_list_add(known, sizeof(known), ", ",
+				    conf_cipher_names[i]);
+		conf_err(cx, s, key, "unknown cipher%s %s (supported: %s)",
+		    nbad > 1 ? "s" : "", bad, known);
+		ret = -1;
+	}
+	ssh_free(ss);
+	if (ret == 0 && strlen(list) >= outlen) {
+		conf_err(cx, s, key, "the list is longer than %zu characters",
+		    outlen - 1);
+		ret = -1;
+	}
+	if (ret == 0)
+		strlcpy_(out, list, outlen);
+	return (ret);
 }
 
 /* version: only 1 for now. */

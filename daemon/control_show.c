@@ -375,13 +375,15 @@ control_show_link_json(struct evbuffer *b, const struct link *l, double now)
 	control_show_json_str(b, l->hc->address);
 	evbuffer_add_printf(b, ",\"port\":%d,\"user\":", l->hc->port);
 	control_show_json_str(b, l->hc->user);
-	evbuffer_add_printf(b, ",\"jump\":[");
+	evbuffer_add_printf(b, ",\"jump\":");
+	control_show_json_str(b, l->hc->jump[0] != '\0' ? l->hc->jump : NULL);
+	evbuffer_add_printf(b, ",\"chain\":[");
 	n = control_show_link_jumps(l, jumps, CONTROL_SHOW_JUMPS_MAX);
 	for (i = 0; i < n; i++) {
-		if (i > 0)
-			evbuffer_add(b, ",", 1);
 		control_show_json_str(b, jumps[i]);
+		evbuffer_add(b, ",", 1);
 	}
+	control_show_json_str(b, l->hc->name);
 	evbuffer_add_printf(b, "],\"state\":");
 	control_show_json_str(b, link_state_name(l->state));
 	evbuffer_add_printf(b, ",\"since\":");

@@ -42,6 +42,13 @@ fwd_state_name(enum fwd_state s)
 	return ("unknown");
 }
 
+/* The list of its link a live fwd is on: tunnels, or hops (jump.c). */
+struct fwdlist *
+fwd_list(struct fwd *f)
+{
+	return (f->is_hop ? &f->link->hops : &f->link->fwds);
+}
+
 /* Create a tunnel on its link, stopped. */
 struct fwd *
 fwd_new(struct link *l, const struct tunnel_conf *tc)
@@ -89,10 +96,12 @@ fwd_free(struct fwd *f)
 	if (f->dead)
 		TAILQ_REMOVE(&f->link->dying, f, entry);
 	else {
-		TAILQ_REMOVE(&f->link->fwds, f, entry);
+		TAILQ_REMOVE(fwd_list(f), f, entry);
 		if (fwd_is_remote(f))
 			f->link->nremote--;
 	}
+	if (f->hop_for != NULL)
+		f->hop_for->hop = NULL;
 	event_free(f->ev_retry);
 	event_free(f->ev_accept);
 	free(f->tc);
@@ -111,8 +120,12 @@ fwd_remove(struct fwd *f)
 	if (f->enabled)
 		fwd_disable(f);
 	f->dead = 1;
-	TAILQ_REMOVE(&f->link->fwds, f, entry);
+	TAILQ_REMOVE(fwd_list(f), f, entry);
 	TAILQ_INSERT_TAIL(&f->link->dying, f, entry);
+	if (f->hop_for != NULL) {
+		f->hop_for->hop = NULL;
+		f->hop_for = NULL;
+	}
 	if (fwd_is_remote(f))
 		f->link->nremote--;
 	tunneld_reap_soon();

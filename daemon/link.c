@@ -32,10 +32,7 @@
 
 static void	link_set_state(struct link *, enum link_state);
 static void	link_connect(struct link *);
-static void	link_dns_cb(int, struct evutil_addrinfo *, void *);
-static void	link_try_next(struct link *);
-static void	link_tcp_cb(int, short, void *);
-static void	link_start_ssh(struct link *);
+static void	link_dial_cb(int, const char *, const char *, void *);
 static void	link_timer_cb(int, short, void *);
 static void	link_keepalive_cb(int, short, void *);
 static void	link_kick_cb(int, short, void *);
@@ -47,7 +44,6 @@ static struct host_conf *link_hc_dup(const struct host_conf *);
 static void	link_hc_free(struct host_conf *);
 static void	link_drop_channels(struct link *);
 
-static char	link_tcp_error[ERR_MAXLEN];
 
 /* Names of link states, as tunctl shows them. */
 const char *
@@ -64,6 +60,8 @@ link_state_name(enum link_state s)
 		return ("backoff");
 	case LINK_FAILED:
 		return ("failed");
+	case LINK_WAITING:
+		return ("waiting");
 	}
 	return ("unknown");
 }
@@ -83,6 +81,7 @@ link_new(const struct host_conf *hc)
 	l->since_mono = monotime();
 	TAILQ_INIT(&l->fwds);
 	TAILQ_INIT(&l->dying);
+	TAILQ_INIT(&l->hops);
 	TAILQ_INIT(&l->ready);
 	TAILQ_INIT(&l->parked);
 	TAILQ_INIT(&l->greqs);
@@ -133,6 +132,8 @@ link_free(struct link *l)
 	if (l == NULL)
 		return;
 	link_close_session(l);
+	jump_drop(l);
+	jump_free_hops(l);
 	while ((f = TAILQ_FIRST(&l->fwds)) != NULL)
 		fwd_free(f);
 	while ((f = TAILQ_FIRST(&l->dying)) != NULL)
@@ -161,6 +162,8 @@ link_remove(struct link *l)
 
 	link_close_session(l);
 	evtimer_del(l->ev_timer);
+	jump_drop(l);
+	jump_free_hops(l);
 	while ((f = TAILQ_FIRST(&l->fwds)) != NULL)
 		fwd_free(f);
 	while ((f = TAILQ_FIRST(&l->dying)) != NULL)
@@ -186,6 +189,7 @@ link_reconfigure(struct link *l, const struct host_conf *hc)
 		return;
 	log_notice("link %s: settings changed, reconnecting", l->hc->name);
 	link_close_session(l);
+	jump_drop(l);
 	evtimer_del(l->ev_timer);
 	l->retries = 0;
 	l->next_retry = 0;
@@ -219,7 +223,7 @@ link_enabled_fwds(struct link *l)
 		if (f->enabled)
 			n++;
 	}
-	return (n);
+	return (n + jump_in_use(l));
 }
 
 /* Change state: log it, stamp it, tell the tunnels and the control side. */
@@ -245,8 +249,43 @@ link_set_state(struct link *l, enum link_state state)
 		else
 			fwd_link_down(f);
 	}
+	TAILQ_FOREACH(f, &l->hops, entry) {
+		if (state == LINK_UP)
+			fwd_link_up(f);
+	}
+	jump_state_changed(l);
 	control_state_changed();
 	tunneld_status_changed();
+}
+
+/* Connecting starts (jump.c too). */
+void
+link_set_connecting(struct link *l)
+{
+	link_set_state(l, LINK_CONNECTING);
+}
+
+/*
+ * The link's jump host is not up: no session, no timer of our own; the
+ * jump host's coming up connects us (jump_state_changed).
+ */
+void
+link_wait(struct link *l)
+{
+	link_close_session(l);
+	evtimer_del(l->ev_timer);
+	l->next_retry = 0;
+	l->up_at = 0;
+	link_set_state(l, LINK_WAITING);
+}
+
+/* The jump host is up again: connect now, without the backoff wait. */
+void
+link_connect_now(struct link *l)
+{
+	evtimer_del(l->ev_timer);
+	l->next_retry = 0;
+	link_connect(l);
 }
 
 /*
@@ -268,12 +307,20 @@ link_update(struct link *l)
 		l->next_retry = 0;
 		link_set_state(l, LINK_IDLE);
 	}
+	jump_drop(l);
 }
 
 /* tunctl up: a link waiting to retry connects now. */
 void
 link_retry_now(struct link *l)
 {
+	struct link *j;
+
+	if (l->state == LINK_WAITING && l->hop != NULL) {
+		j = l->hop->link;	/* retry the hop that holds us up */
+		link_retry_now(j);
+		return;
+	}
 	if (l->state != LINK_BACKOFF && l->state != LINK_FAILED)
 		return;
 	evtimer_del(l->ev_timer);
@@ -282,139 +329,57 @@ link_retry_now(struct link *l)
 	link_connect(l);
 }
 
-/* Start a connection attempt: resolve the host's address. */
+/*
+ * Start a connection attempt: resolve the host's name and connect to its
+ * addresses (dial.c: each address its own deadline, the next one started
+ * on a failure or after 250 ms, the first to answer wins), or go through
+ * the jump host. connect_timeout covers it all, handshake included.
+ */
 static void
 link_connect(struct link *l)
 {
-	struct evutil_addrinfo			 hints;
-	struct evdns_getaddrinfo_request	*req;
-	struct timeval				 tv;
-	char					 port[16];
+	struct timeval tv;
 
 	link_close_session(l);
 	l->next_retry = 0;
+	if (l->hc->jump[0] != '\0') {
+		jump_connect(l);
+		return;
+	}
 	link_set_state(l, LINK_CONNECTING);
 
 	tv.tv_sec = l->hc->connect_timeout;
 	tv.tv_usec = 0;
 	evtimer_add(l->ev_timer, &tv);
 
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_protocol = IPPROTO_TCP;
-	snprintf(port, sizeof(port), "%d", l->hc->port);
-	l->phase = PHASE_RESOLVE;
-	link_tcp_error[0] = '\0';
-	log_debug("link %s: resolving %s", l->hc->name, l->hc->address);
-	req = evdns_getaddrinfo(td->dns, l->hc->address, port, &hints,
-	    link_dns_cb, l);
-	if (req != NULL && l->phase == PHASE_RESOLVE)
-		l->dnsreq = req;
+	l->phase = PHASE_TCP;
+	log_debug("link %s: connecting to %s port %d", l->hc->name,
+	    l->hc->address, l->hc->port);
+	l->dial = dial_start(l->hc->address, l->hc->port,
+	    (double)l->hc->connect_timeout, link_dial_cb, l);
 }
 
-/* The address lookup finished. */
+/* The dial finished: a connected socket, or why none. */
 static void
-link_dns_cb(int err, struct evutil_addrinfo *res, void *arg)
+link_dial_cb(int fd, const char *peer, const char *err, void *arg)
 {
 	struct link *l = arg;
 
-	/* A cancelled lookup reports later; the link may be gone by then. */
-	if (err == EVUTIL_EAI_CANCEL) {
-		if (res != NULL)
-			evutil_freeaddrinfo(res);
+	l->dial = NULL;
+	if (fd == -1) {
+		link_fail(l, "%s", err);
 		return;
 	}
-	l->dnsreq = NULL;
-	if (err != 0 || res == NULL) {
-		if (res != NULL)
-			evutil_freeaddrinfo(res);
-		link_fail(l, "cannot resolve %s: %s", l->hc->address,
-		    evutil_gai_strerror(err));
-		return;
-	}
-	l->ai = res;
-	l->ai_next = res;
-	l->phase = PHASE_TCP;
-	link_try_next(l);
-}
-
-/* Connect to the next address of the lookup, without blocking. */
-static void
-link_try_next(struct link *l)
-{
-	struct evutil_addrinfo	*ai;
-	char			 host[INET6_ADDRSTRLEN];
-	int			 fd;
-
-	while ((ai = l->ai_next) != NULL) {
-		l->ai_next = ai->ai_next;
-		if (getnameinfo(ai->ai_addr, ai->ai_addrlen, host,
-		    sizeof(host), NULL, 0, NI_NUMERICHOST) != 0)
-			strlcpy_(host, "?", sizeof(host));
-		if (ai->ai_family == AF_INET6)
-			snprintf(l->peer, sizeof(l->peer), "[%s]:%d", host,
-			    l->hc->port);
-		else
-			snprintf(l->peer, sizeof(l->peer), "%s:%d", host,
-			    l->hc->port);
-		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK |
-		    SOCK_CLOEXEC, IPPROTO_TCP);
-		if (fd == -1) {
-			snprintf(link_tcp_error, sizeof(link_tcp_error),
-			    "socket for %s: %s", l->peer, strerror(errno));
-			continue;
-		}
-		log_debug("link %s: connecting to %s", l->hc->name, l->peer);
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-			l->fd = fd;
-			link_start_ssh(l);
-			return;
-		}
-		if (errno != EINPROGRESS) {
-			snprintf(link_tcp_error, sizeof(link_tcp_error),
-			    "connect to %s: %s", l->peer, strerror(errno));
-			close(fd);
-			continue;
-		}
-		l->fd = fd;
-		l->ev_io = event_new(td->base, fd, EV_WRITE, link_tcp_cb, l);
-		if (l->ev_io == NULL)
-			fatalx("link_try_next: out of memory");
-		event_add(l->ev_io, NULL);
-		return;
-	}
-	link_fail(l, "%s", link_tcp_error[0] != '\0' ? link_tcp_error :
-	    "no address to connect to");
-}
-
-/* The non-blocking connect finished, one way or the other. */
-static void
-link_tcp_cb(int fd, short what, void *arg)
-{
-	struct link	*l = arg;
-	socklen_t	 len = sizeof(int);
-	int		 err = 0;
-
-	(void)what;
-	event_free(l->ev_io);
-	l->ev_io = NULL;
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
-		err = errno;
-	if (err != 0) {
-		snprintf(link_tcp_error, sizeof(link_tcp_error),
-		    "connect to %s: %s", l->peer, strerror(err));
-		log_debug("link %s: %s", l->hc->name, link_tcp_error);
-		close(l->fd);
-		l->fd = -1;
-		link_try_next(l);
-		return;
-	}
+	strlcpy_(l->peer, peer, sizeof(l->peer));
+	l->fd = fd;
 	link_start_ssh(l);
 }
 
-/* TCP is up: tune the socket, create the libssh session, start the handshake. */
-static void
+/*
+ * TCP is up (or, through a jump host, our end of the socketpair): tune the
+ * socket, create the libssh session, start the handshake.
+ */
+void
 link_start_ssh(struct link *l)
 {
 	const struct host_conf	*hc = l->hc;
@@ -422,9 +387,6 @@ link_start_ssh(struct link *l)
 	unsigned int		 ut;
 	long			 timeout = hc->connect_timeout;
 	bool			 no = false;
-
-	evutil_freeaddrinfo(l->ai);
-	l->ai = l->ai_next = NULL;
 
 	setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 	setsockopt(l->fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
@@ -441,6 +403,7 @@ link_start_ssh(struct link *l)
 		    sizeof(ut));
 	}
 
+	sendq_attach(l->fd);
 	if ((l->session = ssh_new()) == NULL)
 		fatalx("ssh_new: out of memory");
 	ssh_options_set(l->session, SSH_OPTIONS_FD, &l->fd);
@@ -453,6 +416,16 @@ link_start_ssh(struct link *l)
 	    "/dev/null");
 	ssh_options_set(l->session, SSH_OPTIONS_TIMEOUT, &timeout);
 	ssh_options_set(l->session, SSH_OPTIONS_NODELAY, &on);
+	ssh_options_set(l->session, SSH_OPTIONS_COMPRESSION,
+	    hc->compression ? "yes" : "no");
+	/* conf_load checked every name with this libssh: not expected. */
+	if (hc->ciphers[0] != '\0' && (ssh_options_set(l->session,
+	    SSH_OPTIONS_CIPHERS_C_S, hc->ciphers) < 0 ||
+	    ssh_options_set(l->session, SSH_OPTIONS_CIPHERS_S_C,
+	    hc->ciphers) < 0)) {
+		link_fail(l, "ciphers: %s", ssh_get_error(l->session));
+		return;
+	}
 	if (log_getlevel() >= LOGL_DEBUG && getenv("TUNNELD_SSH_DEBUG"))
 		ssh_options_set(l->session, SSH_OPTIONS_LOG_VERBOSITY_STR,
 		    getenv("TUNNELD_SSH_DEBUG"));
@@ -476,18 +449,13 @@ link_start_ssh(struct link *l)
 static void
 link_close_session(struct link *l)
 {
-	if (l->dnsreq != NULL) {
-		struct evdns_getaddrinfo_request *req = l->dnsreq;
-
-		l->dnsreq = NULL;
-		evdns_getaddrinfo_cancel(req);
-	}
-	if (l->ai != NULL) {
-		evutil_freeaddrinfo(l->ai);
-		l->ai = l->ai_next = NULL;
+	if (l->dial != NULL) {
+		dial_cancel(l->dial);
+		l->dial = NULL;
 	}
 	evtimer_del(l->ev_keepalive);
 	event_del(l->ev_kick);
+	jump_cut(l);
 	link_drop_channels(l);
 	pump_stop(l);
 	if (l->ev_io != NULL) {
@@ -499,6 +467,7 @@ link_close_session(struct link *l)
 		l->key = NULL;
 	}
 	/* libssh closes our fd itself after a write error: never twice. */
+	sendq_detach(l->fd);
 	if (l->session != NULL && ssh_get_fd(l->session) != l->fd)
 		l->fd = -1;
 	if (l->session != NULL) {
@@ -529,7 +498,7 @@ link_close_session(struct link *l)
 static void
 link_drop_channels(struct link *l)
 {
-	struct fwdlist	*lists[2] = { &l->fwds, &l->dying };
+	struct fwdlist	*lists[3] = { &l->fwds, &l->dying, &l->hops };
 	struct fwd	*f;
 	struct chan	*c, *next;
 	int		 i;
@@ -538,7 +507,7 @@ link_drop_channels(struct link *l)
 		if (c->ch != NULL)
 			ssh_remove_channel_callbacks(c->ch, &c->cb);
 	}
-	for (i = 0; i < 2; i++) {
+	for (i = 0; i < 3; i++) {
 		TAILQ_FOREACH(f, lists[i], entry) {
 			TAILQ_FOREACH(c, &f->chans, entry) {
 				if (c->ch != NULL)
@@ -548,7 +517,7 @@ link_drop_channels(struct link *l)
 		}
 	}
 	chan_reap_all();
-	for (i = 0; i < 2; i++) {
+	for (i = 0; i < 3; i++) {
 		TAILQ_FOREACH(f, lists[i], entry) {
 			for (c = TAILQ_FIRST(&f->chans); c != NULL; c = next) {
 				next = TAILQ_NEXT(c, entry);
@@ -636,7 +605,6 @@ link_timer_cb(int fd, short what, void *arg)
 		link_fail(l, "connection to %s timed out after %d s (%s)",
 		    l->peer[0] != '\0' ? l->peer : l->hc->address,
 		    l->hc->connect_timeout,
-		    l->phase == PHASE_RESOLVE ? "resolving" :
 		    l->phase == PHASE_TCP ? "TCP connect" :
 		    l->phase == PHASE_HANDSHAKE ? "SSH handshake" :
 		    "authentication");
@@ -693,6 +661,7 @@ link_fd_lost(struct link *l)
 	if (l->session == NULL || l->fd == -1 ||
 	    ssh_get_fd(l->session) == l->fd)
 		return (0);
+	sendq_detach(l->fd);
 	l->fd = -1;
 	if (l->ev_io != NULL) {
 		event_free(l->ev_io);	/* its fd is already closed */

@@ -16,6 +16,7 @@
  */
 #include <sys/types.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -32,6 +33,7 @@ static void	pump_io_cb(int, short, void *);
 static int	pump_read(struct link *);
 static void	pump_chans(struct link *);
 static int	pump_check_session(struct link *);
+static int	pump_out_blocked(struct link *, int);
 
 /* The session is handed to libssh: watch its socket. */
 void
@@ -72,7 +74,27 @@ pump_io_cb(int fd, short what, void *arg)
 	(void)fd;
 	if (what & EV_READ)
 		l->readable = 1;
+	if ((what & EV_WRITE) && sendq_flush(l->fd) == -1) {
+		link_fail(l, "connection to %s lost: %s", l->peer,
+		    strerror(errno));
+		return;
+	}
 	pump_run(l);
+}
+
+/*
+ * Output is held back: by libssh (SSH_AGAIN) or in our queue of what the
+ * kernel did not take (sendq.c). -1 when the socket failed.
+ */
+static int
+pump_out_blocked(struct link *l, int rc)
+{
+	if (sendq_flush(l->fd) == -1) {
+		link_fail(l, "connection to %s lost: %s", l->peer,
+		    strerror(errno));
+		return (-1);
+	}
+	return (rc == SSH_AGAIN || sendq_pending(l->fd) > 0);
 }
 
 /* Arm EV_WRITE only while libssh has output the kernel did not take. */
@@ -187,9 +209,11 @@ pump_run(struct link *l)
 		}
 		if (rc == 0) {
 			rc = ssh_blocking_flush(l->session, 0);
-			l->out_blocked = rc == SSH_AGAIN;
-			pump_update_event(l);
 			l->in_pump = 0;
+			if ((rc = pump_out_blocked(l, rc)) == -1)
+				return;
+			l->out_blocked = rc;
+			pump_update_event(l);
 			return;
 		}
 		if ((l->sev = ssh_event_new()) == NULL ||
@@ -238,10 +262,14 @@ pump_run(struct link *l)
 	 * read by a chan's own calls or by the flush come with no socket
 	 * event, so look again on the next turn.
 	 */
-	if (!TAILQ_EMPTY(&l->parked) && ((l->out_blocked && rc != SSH_AGAIN) ||
+	l->in_pump = 0;
+	if ((rc = pump_out_blocked(l, rc)) == -1)
+		return;
+	l->in_pump = 1;
+	if (!TAILQ_EMPTY(&l->parked) && ((l->out_blocked && !rc) ||
 	    l->pktc.in_packets != l->pump_rx_mark))
 		link_kick(l);
-	l->out_blocked = rc == SSH_AGAIN;
+	l->out_blocked = rc;
 	if (pump_check_session(l) == -1) {
 		l->in_pump = 0;
 		return;

@@ -61,6 +61,7 @@ static int	reload_host_equal(const struct host_conf *,
 static int	reload_tunnel_equal(const struct tunnel_conf *,
 		    const struct tunnel_conf *);
 static int	reload_remote_side(enum tunnel_type);
+static int	reload_host_used(const struct conf *, const char *);
 static const struct tunnel_conf *reload_tunnel(const struct conf *,
 		    const char *);
 static void	reload_name(struct reload_names *, const char *);
@@ -88,6 +89,8 @@ reload_host_equal(const struct host_conf *a, const struct host_conf *b)
 	    a->backoff_initial != b->backoff_initial ||
 	    a->backoff_max != b->backoff_max ||
 	    a->backoff_reset_after != b->backoff_reset_after ||
+	    a->compression != b->compression ||
+	    strcmp(a->ciphers, b->ciphers) != 0 ||
 	    strcmp(a->jump, b->jump) != 0)
 		return (0);
 	for (i = 0; i < a->nidentity; i++) {
@@ -121,6 +124,23 @@ static int
 reload_remote_side(enum tunnel_type t)
 {
 	return (t == TUNNEL_REMOTE || t == TUNNEL_REMOTE_DYNAMIC);
+}
+
+/* Whether a tunnel goes via the host, or another host jumps through it. */
+static int
+reload_host_used(const struct conf *conf, const char *name)
+{
+	int i;
+
+	for (i = 0; i < conf->ntunnels; i++) {
+		if (strcmp(conf->tunnels[i].via, name) == 0)
+			return (1);
+	}
+	for (i = 0; i < conf->nhosts; i++) {
+		if (strcmp(conf->hosts[i].jump, name) == 0)
+			return (1);
+	}
+	return (0);
 }
 
 /* A tunnel of a configuration, by name. */
@@ -235,11 +255,7 @@ reload_apply(struct conf *nc, struct reload_report *rep)
 		if ((nhc = conf_host(nc, l->hc->name)) == NULL ||
 		    reload_host_equal(l->hc, nhc))
 			continue;
-		for (i = 0; i < nc->ntunnels; i++) {
-			if (strcmp(nc->tunnels[i].via, nhc->name) == 0)
-				break;
-		}
-		if (i == nc->ntunnels)
+		if (!reload_host_used(nc, nhc->name))
 			continue;
 		log_info("reload: host %s changed", l->hc->name);
 		snprintf(hname, sizeof(hname), "host %s", l->hc->name);
@@ -320,15 +336,22 @@ reload_apply(struct conf *nc, struct reload_report *rep)
 			fwd_enable(added[i]);
 	}
 
-	/* Hosts no tunnel uses any more are disconnected. */
-	for (l = TAILQ_FIRST(&td->links); l != NULL; l = lnext) {
-		lnext = TAILQ_NEXT(l, entry);
-		if (!TAILQ_EMPTY(&l->fwds))
-			continue;
-		snprintf(hname, sizeof(hname), "host %s", l->hc->name);
-		reload_name(&rep->disconnected, hname);
-		link_remove(l);
-	}
+	/*
+	 * Hosts no tunnel uses any more, and that carry no link behind them,
+	 * are disconnected; removing one can free its jump host in turn.
+	 */
+	do {
+		was = 0;
+		for (l = TAILQ_FIRST(&td->links); l != NULL; l = lnext) {
+			lnext = TAILQ_NEXT(l, entry);
+			if (!TAILQ_EMPTY(&l->fwds) || !TAILQ_EMPTY(&l->hops))
+				continue;
+			snprintf(hname, sizeof(hname), "host %s", l->hc->name);
+			reload_name(&rep->disconnected, hname);
+			link_remove(l);
+			was = 1;
+		}
+	} while (was);
 
 	free(fwds);
 	free(marks);

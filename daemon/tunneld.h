@@ -98,6 +98,8 @@ struct host_conf {
 	double			 backoff_initial;
 	double			 backoff_max;
 	int			 backoff_reset_after;
+	int			 compression;	/* zlib, like ssh -C */
+	char			 ciphers[256];	/* "a,b"; "" = libssh's */
 	char			 jump[NAME_MAXLEN + 1];	/* "" when direct */
 	int			 line;
 };
@@ -149,13 +151,13 @@ enum link_state {
 	LINK_UP,
 	LINK_BACKOFF,
 	LINK_FAILED,
+	LINK_WAITING,		/* its jump host's link is not up */
 };
 
 /* Steps inside LINK_CONNECTING. */
 enum link_phase {
 	PHASE_NONE,
-	PHASE_RESOLVE,
-	PHASE_TCP,
+	PHASE_TCP,		/* resolving and connecting (dial.c) */
 	PHASE_HANDSHAKE,
 	PHASE_AUTH,
 };
@@ -179,9 +181,7 @@ struct link {
 	int			 dead;		/* on td->dead_links */
 
 	/* Connecting. */
-	struct evdns_getaddrinfo_request *dnsreq;
-	struct evutil_addrinfo	*ai;		/* owned result list */
-	struct evutil_addrinfo	*ai_next;	/* next address to try */
+	struct dial		*dial;		/* resolving and connecting */
 	char			 peer[HOST_MAXLEN + 16];	/* addr:port in use */
 	int			 auth_step;	/* agent, then identity files */
 	ssh_key			 key;		/* identity being offered */
@@ -216,6 +216,8 @@ struct link {
 
 	struct fwdlist		 fwds;
 	struct fwdlist		 dying;		/* removed, chans still opening */
+	struct fwdlist		 hops;		/* carry links behind this one */
+	struct fwd		*hop;		/* on the jump link: carries us */
 	int			 nremote;	/* remote-kind fwds */
 	TAILQ_HEAD(, chan)	 ready;		/* chans with work for the pump */
 	TAILQ_HEAD(, chan)	 parked;	/* chans waiting for a packet */
@@ -236,6 +238,8 @@ struct fwd {
 	struct link		*link;		/* back pointer */
 	struct tunnel_conf	*tc;		/* owned copy */
 	int			 dead;		/* removed: on link->dying */
+	int			 is_hop;	/* on link->hops, not a tunnel */
+	struct link		*hop_for;	/* the link it carries, or NULL */
 
 	enum fwd_state		 state;
 	time_t			 since;
@@ -290,9 +294,7 @@ struct chan {
 	struct ssh_channel_callbacks_struct cb;
 	struct event		*ev_wait;	/* connect_wait deadline */
 	struct link		*link;		/* back pointer */
-	struct evdns_getaddrinfo_request *dnsreq;
-	struct evutil_addrinfo	*ai;		/* target addresses, owned */
-	struct evutil_addrinfo	*ai_next;
+	struct dial		*dial;		/* connecting the target */
 
 	int			 local_eof;	/* read EOF from the client */
 	int			 eof_sent;	/* sent SSH EOF */
@@ -421,10 +423,26 @@ int	 conf_host_key_policy(struct conf_ctx *,
 	    enum host_key_policy *);
 int	 conf_identity(struct conf_ctx *, const struct config_setting_t *,
 	    struct host_conf *);
+int	 conf_ciphers(struct conf_ctx *, const struct config_setting_t *,
+	    const char *, char *, size_t);
 int	 conf_index(const char *const *, int, const char *);
 void	 conf_hc_init(struct host_conf *);
 void	 conf_hc_copy(struct host_conf *, const struct host_conf *);
 void	 conf_hc_clear(struct host_conf *);
+
+/* dial.c */
+struct dial;
+/*
+ * The result of dial_start(host, port, attempt_timeout, cb, arg), on a
+ * later loop turn; the dial is freed when cb returns (forget the pointer).
+ * Connected: (fd, peer, NULL, arg), the non-blocking socket now the
+ * callee's, peer "1.2.3.4:22" or "[2001:db8::1]:22". Failed: (-1, the last
+ * address tried or "", why, arg). dial_cancel: no cb after it; a no-op
+ * inside cb.
+ */
+typedef void (*dial_cb)(int, const char *, const char *, void *);
+struct dial *dial_start(const char *, int, double, dial_cb, void *);
+void	 dial_cancel(struct dial *);
 
 /* link.c */
 struct link *link_new(const struct host_conf *);
@@ -439,9 +457,21 @@ void	 link_fail(struct link *, const char *, ...)
 void	 link_refused(struct link *, const char *, ...)
 	    __attribute__((format(printf, 2, 3)));
 void	 link_established(struct link *);
+void	 link_start_ssh(struct link *);
+void	 link_set_connecting(struct link *);
+void	 link_wait(struct link *);
+void	 link_connect_now(struct link *);
 const char *link_state_name(enum link_state);
 void	 link_kick(struct link *);
 int	 link_fd_lost(struct link *);
+
+/* jump.c */
+void	 jump_connect(struct link *);
+void	 jump_cut(struct link *);
+void	 jump_drop(struct link *);
+void	 jump_state_changed(struct link *);
+void	 jump_free_hops(struct link *);
+int	 jump_in_use(const struct link *);
 
 /* handshake.c */
 int	 handshake_step(struct link *);
@@ -453,6 +483,12 @@ int	 greq_pending(struct link *, enum greq_type, struct fwd *);
 void	 greq_forget(struct link *, struct fwd *);
 void	 greq_clear(struct link *);
 void	 greq_run(struct link *);
+
+/* sendq.c */
+void	 sendq_attach(int);
+void	 sendq_detach(int);
+size_t	 sendq_pending(int);
+int	 sendq_flush(int);
 
 /* pump.c */
 void	 pump_start(struct link *);
@@ -493,6 +529,7 @@ void	 fwd_local_resume_cb(int, short, void *);
 struct fwd *fwd_new(struct link *, const struct tunnel_conf *);
 void	 fwd_free(struct fwd *);
 void	 fwd_remove(struct fwd *);
+struct fwdlist *fwd_list(struct fwd *);
 void	 fwd_reap(struct link *);
 struct fwd *fwd_find(const char *);
 int	 fwd_enable(struct fwd *);

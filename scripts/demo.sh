@@ -80,7 +80,12 @@ if port_busy $SSH_PORT; then
 	sed -i "s/\\b$SSH_PORT\\b/$p/g" "$D/demo.conf"
 	SSH_PORT=$p
 fi
-for p in 18080 18082 18083 18084 18085 $ECHO_PORT $HTTP_PORT; do
+# The inner sshd (reached through the first: host inner, jump demo).
+INNER_PORT=$((SSH_PORT + 1))
+while port_busy $INNER_PORT; do INNER_PORT=$((INNER_PORT + 1)); done
+sed -i "/^  inner: {/,/};/ s/port *= *[0-9]*;/port            = $INNER_PORT;/" \
+    "$D/demo.conf"
+for p in 18080 18082 18083 18084 18085 18087 $ECHO_PORT $HTTP_PORT; do
 	! port_busy "$p" || die "port $p is taken; conf/demo.conf needs it"
 done
 
@@ -104,6 +109,13 @@ EOF
 $SSHD -D -e -f "$D/sshd_config" 2>"$D/sshd.log" &
 PIDS="$! $PIDS"
 wait_port 127.0.0.1 $SSH_PORT
+
+say "a second sshd on 127.0.0.1:$INNER_PORT, reached through the first"
+sed -e "s/^Port .*/Port $INNER_PORT/" -e "s|^PidFile .*|PidFile $D/sshd2.pid|" \
+    "$D/sshd_config" >"$D/sshd2_config"
+$SSHD -D -e -f "$D/sshd2_config" 2>"$D/sshd2.log" &
+PIDS="$! $PIDS"
+wait_port 127.0.0.1 $INNER_PORT
 
 say "echo servers on 127.0.0.1:$ECHO_PORT and [::1]:$ECHO_PORT (socat)"
 socat TCP4-LISTEN:$ECHO_PORT,bind=127.0.0.1,reuseaddr,fork EXEC:cat &

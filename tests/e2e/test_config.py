@@ -139,8 +139,8 @@ def test_every_kind_loads(env, tdir):
     assert "5 tunnels" in out, out
 
 
-def test_jump_refused(env, tdir):
-    """jump is still checked and then refused, on its host's line."""
+def test_jump_checked(env, tdir):
+    """A jump host loads; a jump loop is refused on its host's line."""
     text = HEAD.replace('port = 22; }};',
                         'port = 22; }};\n  inner: {{ address = "10.0.0.5"; '
                         'jump = "srv"; }};')
@@ -150,9 +150,14 @@ def test_jump_refused(env, tdir):
     with open(p, "w") as f:
         f.write(text)
     for code, out in (tunneld_t(p), check(p, tdir)):
+        assert code == 0, out
+    loop = text.replace('port = 22; }', 'port = 22; jump = "inner"; }', 1)
+    assert loop != text
+    with open(p, "w") as f:
+        f.write(loop)
+    for code, out in (tunneld_t(p), check(p, tdir)):
         assert code == 1, out
-        assert re.search(r"jump\.conf:6\b.*host \"inner\": jump: jump hosts "
-                         r"are not supported by this version yet", out), out
+        assert re.search(r"jump\.conf:\d+\b.*jump: loop ", out), out
 
 
 def test_host_key_policy_off_refused(env, tdir):

@@ -765,7 +765,8 @@ test_show_links(void **state)
 	s = show_links(1);
 	assert_non_null(strstr(s, "{\"links\":[\n{\"host\":\"db\","
 	    "\"address\":\"10.0.0.5\",\"port\":22,\"user\":\"ops\","
-	    "\"jump\":[],\"state\":\"up\",\"since\":null,"
+	    "\"jump\":null,\"chain\":[\"db\"],\"state\":\"up\","
+	    "\"since\":null,"
 	    "\"since_seconds\":60,\"retries\":0,"
 	    "\"next_retry_seconds\":null,\"rtt_ms\":1.234,"
 	    "\"last_error\":null,\"tunnels\":[\"pg\",\"pgx\"]},\n"));
