@@ -110,3 +110,41 @@ def test_inner_host_down_keeps_jump(sshd, own_sshd, env, servers, keys):
     own_sshd.start()
     assert d.tunctl("wait", "t", "--timeout", "10")[0] == 0
     assert echo_roundtrip(("127.0.0.1", p), b"ok") == b"ok"
+
+
+def test_reload_jump_changed(sshd, own_sshd, env, servers, keys):
+    """Reload that changes a host's jump: the link restarts in place on its
+    new path (direct, then through b again); the jump host's link goes
+    when nothing uses it and comes back when something does."""
+    echo = servers(echo_handler)
+    p = free_port()
+    hosts = chain_env(env, keys, own_sshd, sshd)
+    tunnels = [local("t", tcp_listen(p), echo.target, via="a")]
+    d = env.start(tunnels, hosts=hosts, known_hosts=False)
+    assert d.tunctl("wait", "t", "--timeout", "15")[0] == 0
+    assert d.link("a")["chain"] == ["b", "a"]
+
+    direct = {"b": hosts["b"], "a": {"address": "127.0.0.1",
+                                     "port": sshd.port}}
+    env.write_conf(tunnels, hosts=direct)
+    code, out, err = d.tunctl("reload")
+    assert code == 0, (code, out, err)
+    assert out.startswith("kept 1, restarted 1 (host a), disconnected 1 "
+                          "(host b) in "), out
+    assert d.tunctl("wait", "t", "--timeout", "15")[0] == 0
+    lk = d.links()
+    assert set(lk) == {"a"} and lk["a"]["jump"] is None, lk
+    assert lk["a"]["chain"] == ["a"], lk
+    assert echo_roundtrip(("127.0.0.1", p), b"direct") == b"direct"
+    d.wait_for(lambda: own_sshd.sessions() == [], 5 * SLACK,
+               what="the session to b closed")
+
+    env.write_conf(tunnels, hosts=hosts)
+    code, out, err = d.tunctl("reload")
+    assert code == 0, (code, out, err)
+    assert out.startswith("kept 1, restarted 1 (host a) in "), out
+    assert d.tunctl("wait", "t", "--timeout", "15")[0] == 0
+    lk = d.links()
+    assert lk["a"]["chain"] == ["b", "a"] and lk["b"]["state"] == "up", lk
+    assert echo_roundtrip(("127.0.0.1", p), b"via b") == b"via b"
+    assert own_sshd.sessions()
