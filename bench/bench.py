@@ -50,11 +50,13 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Sizes per mode.
 MODES = {
-    "quick": dict(bytes=256 * MiB, rounds=3, lat_n=300, lat_rounds=3,
+    "quick": dict(bytes=256 * MiB, chain_bytes=128 * MiB, rounds=3,
+                  lat_n=300, lat_rounds=3,
                   conc=(1000,), mem=(1, 100), ssh_mem=(1, 10),
                   rec_runs=1, rec_down=3.0, rec_settle=2.0,
                   budget=115),
-    "full": dict(bytes=1 * GiB, rounds=5, lat_n=1500, lat_rounds=5,
+    "full": dict(bytes=1 * GiB, chain_bytes=1 * GiB, rounds=5,
+                 lat_n=1500, lat_rounds=5,
                  conc=(1000, 10000), mem=(1, 100, 1000), ssh_mem=(1, 10),
                  rec_runs=3, rec_down=5.0, rec_settle=6.0,
                  budget=1500),
@@ -299,7 +301,7 @@ class Bench:
         self.args = args
         self.mode = MODES["quick" if args.quick else "full"]
         if args.bytes:
-            self.mode["bytes"] = args.bytes * MiB
+            self.mode["bytes"] = self.mode["chain_bytes"] = args.bytes * MiB
         self.rows = []
         self.notes = []
         self.wd = tempfile.mkdtemp(prefix="tdbench.", dir="/tmp")
@@ -407,12 +409,16 @@ class Bench:
         return r.returncode == 0
 
     def tunneld(self, name, sshd, tunnels, nhosts=1, extra=None,
-                wait=60, tunnel_extra=None):
+                wait=60, tunnel_extra=None, hosts=None, via=None):
         """Start tunneld with local tunnels [(listen_port, target_port)]
-        spread over nhosts host entries (all this sshd); wait until up."""
-        hosts = {}
-        for i in range(nhosts):
-            hosts["h%d" % i] = {"address": "127.0.0.1", "port": sshd.port}
+        spread over nhosts host entries (all this sshd); wait until up.
+        Or, given hosts ({name: settings}; sshd and nhosts are then not
+        used), with all tunnels via the host named by via."""
+        if hosts is None:
+            hosts = {}
+            for i in range(nhosts):
+                hosts["h%d" % i] = {"address": "127.0.0.1",
+                                    "port": sshd.port}
         defaults = {"user": "root", "identity": self.key,
                     "known_hosts": self.known_hosts,
                     "host_key_policy": "strict"}
@@ -420,7 +426,7 @@ class Bench:
         tl = []
         for i, (lp, tp) in enumerate(tunnels):
             tl.append({"name": "t%d" % i, "type": "local",
-                       "via": "h%d" % (i % nhosts),
+                       "via": via or "h%d" % (i % nhosts),
                        "listen": "127.0.0.1:%d" % lp,
                        "target": "127.0.0.1:%d" % tp})
             tl[-1].update(tunnel_extra or {})
@@ -454,16 +460,32 @@ class Bench:
                              d.log))
         return False
 
+    def ssh_options(self, cipher):
+        """The options every ssh of the bench runs with (besides -i)."""
+        return [("IdentitiesOnly", "yes"), ("BatchMode", "yes"),
+                ("StrictHostKeyChecking", "yes"),
+                ("UserKnownHostsFile", self.known_hosts),
+                ("GlobalKnownHostsFile", "/dev/null"),
+                ("ExitOnForwardFailure", "yes"),
+                ("ControlMaster", "no"), ("ControlPath", "none"),
+                ("LogLevel", "ERROR"), ("Ciphers", cipher)]
+
+    def ssh_config(self, name, cipher):
+        """An ssh_config file holding -i and ssh_options(): ssh passes its
+        -F on to the ssh that ProxyJump (-J) starts, -o options it does
+        not."""
+        path = self.path("%s.ssh_config" % name)
+        with open(path, "w") as f:
+            f.write("IdentityFile %s\n" % self.key)
+            for k, v in self.ssh_options(cipher):
+                f.write("%s %s\n" % (k, v))
+        return path
+
     def ssh_cmd(self, sshd, cipher, forwards, extra=()):
-        cmd = ["ssh", "-N", "-F", "/dev/null", "-i", self.key,
-               "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-               "-o", "StrictHostKeyChecking=yes",
-               "-o", "UserKnownHostsFile=%s" % self.known_hosts,
-               "-o", "GlobalKnownHostsFile=/dev/null",
-               "-o", "ExitOnForwardFailure=yes",
-               "-o", "ControlMaster=no", "-o", "ControlPath=none",
-               "-o", "LogLevel=ERROR",
-               "-o", "Ciphers=%s" % cipher, "-p", str(sshd.port)]
+        cmd = ["ssh", "-N", "-F", "/dev/null", "-i", self.key]
+        for k, v in self.ssh_options(cipher):
+            cmd += ["-o", "%s=%s" % (k, v)]
+        cmd += ["-p", str(sshd.port)]
         cmd += list(extra)
         for lp, tp in forwards:
             cmd += ["-L", "127.0.0.1:%d:127.0.0.1:%d" % (lp, tp)]
@@ -516,6 +538,7 @@ class Bench:
 
     def run(self):
         sections = [("throughput", self.bench_throughput),
+                    ("chain", self.bench_chain),
                     ("latency", self.bench_latency),
                     ("concurrency", self.bench_concurrency),
                     ("memory", self.bench_memory),
@@ -555,11 +578,75 @@ class Bench:
                     stop_daemon(d)
             self.section_times[name] = time.monotonic() - t0
 
-    def bench_throughput(self):
+    def stream_runs(self, what, clients, nbytes):
+        """Throughput runs through clients [(who, pids, (up, down))]: up
+        is a forward to the sink, down one to the source, pids the
+        client's processes whose CPU time is counted. A short warm-up each
+        way, then per direction rounds of one run of nbytes per client,
+        alternated.
+        A failed run is logged, counted and recorded in FAILURES (so the
+        section fails). Returns {(direction, who): {"mbs": [MB/s],
+        "cpu": [CPU s/GiB], "fail": n, "err": first error}}."""
         m = self.mode
-        nbytes = m["bytes"]
         gib = nbytes / GiB
         tmo = max(60, nbytes / (20 * 1e6))      # 20 MB/s at the worst
+        res = {}
+        # A short warm-up each way, not counted.
+        for _, _, ports in clients:
+            run_loadgen(["up", "--port", ports[0], "--bytes", 16 * MiB], 30)
+            run_loadgen(["down", "--port", ports[1], "--bytes", 16 * MiB],
+                        30)
+        for direction, mode, idx in (("client->target", "up", 0),
+                                     ("target->client", "down", 1)):
+            for rnd in range(m["rounds"]):
+                for who, pids, ports in clients:
+                    key = (direction, who)
+                    res.setdefault(key, {"mbs": [], "cpu": [], "fail": 0})
+                    c0 = sum(proc_cpu(p) for p in pids)
+                    try:
+                        r = run_loadgen([mode, "--port", ports[idx],
+                                         "--bytes", nbytes,
+                                         "--timeout", int(tmo)], tmo + 10)
+                    except RuntimeError as e:
+                        res[key]["fail"] += 1
+                        res[key].setdefault("err", str(e))
+                        self.log("   %s %s %s: %s" % (what, direction, who,
+                                                      e))
+                        continue
+                    c1 = sum(proc_cpu(p) for p in pids)
+                    res[key]["mbs"].append(nbytes / r["secs"] / 1e6)
+                    res[key]["cpu"].append((c1 - c0) / gib)
+        return res
+
+    def stream_rows(self, figure, cpu_figure, res, targets=True,
+                    note=None, cpu_note=None):
+        """The rows of stream_runs()'s results: MB/s per direction as
+        "<figure> <direction>", then CPU s/GiB as "<cpu_figure>
+        <direction>"; with targets, the project's (>= 1.0x, <= 1.0x)."""
+        for direction in ("client->target", "target->client"):
+            t = res[(direction, "tunneld")]
+            o = res[(direction, "openssh")]
+            n = "%d+%d" % (len(t["mbs"]), len(o["mbs"]))
+            notes = [note] if note else []
+            if t["fail"] or o["fail"]:
+                notes.append("failed runs: tunneld %d, openssh %d (%s)" % (
+                    t["fail"], o["fail"], t.get("err") or o.get("err")))
+            tm, om = median(t["mbs"]), median(o["mbs"])
+            self.row("%s %s" % (figure, direction), tm, om, "MB/s", n,
+                     ">= 1.0x" if targets else None,
+                     ok(tm, om, lambda r: r >= 1.0) if targets else None,
+                     "; ".join(notes) or None)
+        for direction in ("client->target", "target->client"):
+            t = res[(direction, "tunneld")]
+            o = res[(direction, "openssh")]
+            n = "%d+%d" % (len(t["cpu"]), len(o["cpu"]))
+            tm, om = median(t["cpu"]), median(o["cpu"])
+            self.row("%s %s" % (cpu_figure, direction), tm, om,
+                     "CPU s/GiB", n, "<= 1.0x" if targets else None,
+                     ok(tm, om, lambda r: r <= 1.0) if targets else None,
+                     cpu_note)
+
+    def bench_throughput(self):
         for cipher in CIPHERS:
             short = SHORT[cipher]
             sshd = self.sshd[cipher]
@@ -567,60 +654,78 @@ class Bench:
             sp = [(alloc_port(), self.sink), (alloc_port(), self.source)]
             d = self.tunneld("tput-" + short, sshd, tp)
             s = self.ssh("ssh-tput-" + short, sshd, cipher, sp)
-            clients = (("tunneld", d.pid, tp), ("openssh", s.pid, sp))
-            res = {}
-            # A short warm-up each way, not counted.
-            for _, _, ports in clients:
-                run_loadgen(["up", "--port", ports[0][0], "--bytes",
-                             16 * MiB], 30)
-                run_loadgen(["down", "--port", ports[1][0], "--bytes",
-                             16 * MiB], 30)
-            for direction, mode, idx in (("client->target", "up", 0),
-                                         ("target->client", "down", 1)):
-                for rnd in range(m["rounds"]):
-                    for who, pid, ports in clients:
-                        key = (direction, who)
-                        res.setdefault(key, {"mbs": [], "cpu": [],
-                                             "fail": 0})
-                        c0 = proc_cpu(pid)
-                        try:
-                            r = run_loadgen([mode, "--port", ports[idx][0],
-                                             "--bytes", nbytes,
-                                             "--timeout", int(tmo)],
-                                            tmo + 10)
-                        except RuntimeError as e:
-                            res[key]["fail"] += 1
-                            res[key].setdefault("err", str(e))
-                            self.log("   %s %s %s: %s" % (
-                                short, direction, who, e))
-                            continue
-                        c1 = proc_cpu(pid)
-                        res[key]["mbs"].append(nbytes / r["secs"] / 1e6)
-                        res[key]["cpu"].append((c1 - c0) / gib)
+            res = self.stream_runs(short, (
+                ("tunneld", [d.pid], (tp[0][0], tp[1][0])),
+                ("openssh", [s.pid], (sp[0][0], sp[1][0]))),
+                self.mode["bytes"])
             self.check_alive(d, "throughput %s" % short)
             stop_daemon(d)
             kill_proc(s)
-            for direction in ("client->target", "target->client"):
-                t = res[(direction, "tunneld")]
-                o = res[(direction, "openssh")]
-                n = "%d+%d" % (len(t["mbs"]), len(o["mbs"]))
-                note = None
-                if t["fail"] or o["fail"]:
-                    note = "failed runs: tunneld %d, openssh %d (%s)" % (
-                        t["fail"], o["fail"],
-                        t.get("err") or o.get("err"))
-                tm, om = median(t["mbs"]), median(o["mbs"])
-                self.row("throughput %s %s" % (short, direction), tm, om,
-                         "MB/s", n, ">= 1.0x",
-                         ok(tm, om, lambda r: r >= 1.0), note)
-            for direction in ("client->target", "target->client"):
-                t = res[(direction, "tunneld")]
-                o = res[(direction, "openssh")]
-                n = "%d+%d" % (len(t["cpu"]), len(o["cpu"]))
-                tm, om = median(t["cpu"]), median(o["cpu"])
-                self.row("CPU %s %s" % (short, direction), tm, om,
-                         "CPU s/GiB", n, "<= 1.0x",
-                         ok(tm, om, lambda r: r <= 1.0))
+            self.stream_rows("throughput " + short, "CPU " + short, res)
+
+    def bench_chain(self):
+        """Throughput through a 2-hop chain: the tunnel's host a (a second
+        sshd, same keys) is reached through a channel of host b's link (the
+        first sshd), against ssh -J b a. Both hops aes128-gcm."""
+        cipher = CIPHERS[0]
+        short = SHORT[cipher]
+        first = self.sshd[cipher]
+        second = d = s = None
+        try:
+            second = self.new_sshd("chain", cipher)
+            self.write_known_hosts()        # both sshds' keys
+            tp = [(alloc_port(), self.sink), (alloc_port(), self.source)]
+            sp = [(alloc_port(), self.sink), (alloc_port(), self.source)]
+            hosts = {"b": {"address": "127.0.0.1", "port": first.port,
+                           "ciphers": cipher},
+                     "a": {"address": "127.0.0.1", "port": second.port,
+                           "jump": "b", "ciphers": cipher}}
+            d = self.tunneld("chain", None, tp, hosts=hosts, via="a")
+            # ssh -J: the ssh it starts for the jump is given the -F file
+            # (the bench's options: key, known_hosts, cipher...), never the
+            # -o options.
+            cfg = self.ssh_config("ssh-chain", cipher)
+            cmd = ["ssh", "-N", "-F", cfg,
+                   "-J", "root@127.0.0.1:%d" % first.port,
+                   "-p", str(second.port)]
+            for lp, tgt in sp:
+                cmd += ["-L", "127.0.0.1:%d:127.0.0.1:%d" % (lp, tgt)]
+            cmd.append("root@127.0.0.1")
+            s = spawn(cmd, log=self.path("ssh-chain.log"))
+            self.wait_forward(s, sp[0][0], "ssh-chain")
+            # OpenSSH's CPU: ssh and the ssh it started for -J (which
+            # carries the outer hop's crypto, done inside tunneld).
+            spids = [s.pid] + e2elib.proc_descendants(s.pid)
+            if len(spids) != 2:
+                raise RuntimeError("ssh -J: expected ssh and its jump ssh,"
+                                   " found PIDs %s" % spids)
+            with open("/proc/%d/cmdline" % spids[1], "rb") as f:
+                self.log("   ssh -J started: %s" % f.read().replace(
+                    b"\0", b" ").decode(errors="replace").strip())
+            what = "chain %s" % short
+            nbytes = self.mode["chain_bytes"]
+            res = self.stream_runs(what, (
+                ("tunneld", [d.pid], (tp[0][0], tp[1][0])),
+                ("openssh", spids, (sp[0][0], sp[1][0]))), nbytes)
+            self.check_alive(d, what)
+            if s.poll() is not None:
+                FAILURES.append(what)
+                self.notes.append("ssh -J exited %s during %s: %s" % (
+                    s.returncode, what,
+                    tail(self.path("ssh-chain.log"), 5).strip()))
+            self.stream_rows(
+                "chain 2 hops " + short, "CPU chain 2 hops " + short, res,
+                targets=False,
+                note="tunnel via host a (jump = b) vs ssh -J b a; 2 sshds, "
+                     "both hops %s; %d MiB per run" % (short, nbytes // MiB),
+                cpu_note="openssh column = ssh + the ssh -J started")
+        finally:
+            stop_daemon(d)
+            kill_proc(s)
+            if second is not None:
+                second.stop()
+                SSHDS.remove(second)
+                self.write_known_hosts()
 
     def bench_latency(self):
         m = self.mode
@@ -997,7 +1102,7 @@ class Bench:
             f["tree"]))
         lines.append("stream size %d MiB; medians over n runs (n = "
                      "tunneld+openssh); ratio = tunneld/openssh; CPU = the "
-                     "client process only" % (self.mode["bytes"] // MiB))
+                     "client's processes only" % (self.mode["bytes"] // MiB))
         lines.append("")
         hdr = ("figure", "tunneld", "openssh", "ratio", "unit", "n",
                "target", "result")
@@ -1077,7 +1182,7 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="small sizes, under 2 minutes")
     ap.add_argument("--only", help="comma-separated sections: throughput,"
-                    "latency,concurrency,memory,reload,recovery")
+                    "chain,latency,concurrency,memory,reload,recovery")
     ap.add_argument("--bytes", type=int, help="stream size in MiB")
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
     ap.add_argument("--keep", action="store_true",
