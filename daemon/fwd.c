@@ -193,6 +193,11 @@ fwd_note_error(struct fwd *f, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(f->last_error, sizeof(f->last_error), fmt, ap);
 	va_end(ap);
+	if (f->is_hop && f->hop_for != NULL) {
+		/* The jump host refused to carry the link: that is its error. */
+		link_fail(f->hop_for, "%s", f->last_error);
+		return;
+	}
 	log_warnx("tunnel %s: %s", f->tc->name, f->last_error);
 }
 

@@ -449,10 +449,12 @@ reload_run(char **errors, char *summary, size_t len)
 	free(*errors);
 	*errors = NULL;
 
+	/* The new file is the configuration from here on (jump.c looks up
+	 * the jump hosts of links it connects in td->conf). */
 	memset(&rep, 0, sizeof(rep));
+	td->conf = nc;
 	reload_daemon(oc, nc, note, sizeof(note));
 	reload_apply(nc, &rep);
-	td->conf = nc;
 	conf_free(oc);
 	reload_summary(&rep, (monotime() - t0) * 1000.0, note, summary, len);
 	log_notice("reload: %s", summary);

@@ -19,6 +19,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import e2elib  # noqa: E402
+from netns import topo  # noqa: E402,F401  (the namespace fixture)
 from e2elib import (HttpServer, Server, Sshd, Tunneld,  # noqa: E402
                     fingerprint, known_hosts_line, render_conf, ssh_keygen,
                     tail, DEFAULTS)

@@ -1,8 +1,7 @@
 """Multi-host topologies for the end-to-end tests, built from Linux network
 namespaces (for the jump-host tests).
 
-    from netns import topo  # noqa: F401   (the pytest fixture)
-
+    # conftest.py imports the topo fixture for every test module:
     def test_x(topo, env):            # topo first: it is torn down last
         h1, h2 = topo.host("h1"), topo.host("h2")
         l0 = topo.link(None, "h1")    # root <-> h1, dual stack, allocated

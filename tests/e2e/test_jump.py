@@ -148,3 +148,47 @@ def test_reload_jump_changed(sshd, own_sshd, env, servers, keys):
     assert lk["a"]["chain"] == ["b", "a"] and lk["b"]["state"] == "up", lk
     assert echo_roundtrip(("127.0.0.1", p), b"via b") == b"via b"
     assert own_sshd.sessions()
+
+
+def test_reload_adds_jump_host(sshd, own_sshd, env, servers, keys):
+    """A reload that brings a jump host the old file did not have: the
+    link restarts through it at once (the new file's hosts are known)."""
+    echo = servers(echo_handler)
+    p = free_port()
+    hosts = chain_env(env, keys, own_sshd, sshd)
+    tunnels = [local("t", tcp_listen(p), echo.target, via="a")]
+    only_a = {"a": {"address": "127.0.0.1", "port": sshd.port}}
+    d = env.start(tunnels, hosts=only_a, known_hosts=False)
+    assert d.tunctl("wait", "t", "--timeout", "15")[0] == 0
+    env.write_conf(tunnels, hosts=hosts)
+    t0 = time.time()
+    code, out, err = d.tunctl("reload")
+    assert code == 0, (code, out, err)
+    assert out.startswith("kept 1, restarted 1 (host a) in "), out
+    t_up = log_event(d.log, r"^link a: up \(.* via b\)", after=t0,
+                     timeout=10)
+    assert t_up - t0 < 2 * SLACK, t_up - t0
+    assert d.link("a")["chain"] == ["b", "a"]
+    with open(d.log) as f:
+        assert "not in the configuration" not in f.read()
+    assert echo_roundtrip(("127.0.0.1", p), b"via b") == b"via b"
+
+
+def test_jump_host_refuses_the_channel(own_sshd, env, servers, keys):
+    """The jump host cannot open the connection to the inner host (nothing
+    listens there): the inner link says so, naming the jump host."""
+    echo = servers(echo_handler)
+    p, closed = free_port(), free_port()
+    with open(env.known_hosts, "w") as f:
+        f.write(known_hosts_line(own_sshd.port, keys.host_pub))
+    hosts = {"b": {"address": "127.0.0.1", "port": own_sshd.port},
+             "a": {"address": "127.0.0.1", "port": closed, "jump": "b"}}
+    d = env.start([local("t", tcp_listen(p), echo.target, via="a")],
+                  hosts=hosts, known_hosts=False, defaults=FAST_HOSTS)
+    d.wait_for(lambda: "from b failed" in (d.link("a")["last_error"] or ""),
+               10, what="link a failed with b's refusal")
+    err = d.link("a")["last_error"]
+    assert "connect to 127.0.0.1:%d from b failed" % closed in err, err
+    assert d.link("b")["state"] == "up"
+    st = d.tunnel("t")
+    assert st["state"] != "up" and "from b failed" in st["link_error"], st

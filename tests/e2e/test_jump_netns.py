@@ -10,34 +10,14 @@ import types
 
 import pytest
 
-from e2elib import (SLACK, log_event, note, recv_all, remote,
-                    socks5_connect)
-from netns import known_hosts_for, topo  # noqa: F401
+from e2elib import (log_event, note, recv_all, remote, socks5_connect,
+                    transfer_both_ways)
+from netns import known_hosts_for
 
 
 def local_t(name, port, target, via):
     return {"name": name, "type": "local", "via": via,
             "listen": "127.0.0.1:%d" % port, "target": target}
-
-
-def push_and_pull(port_up, port_down, data, timeout=120):
-    """data to a sink behind port_up (it answers "LEN SHA256"), and the
-    same data back from a source behind port_down; both checked."""
-    digest = hashlib.sha256(data).hexdigest()
-    t0 = time.monotonic()
-    with socket.create_connection(("127.0.0.1", port_up), timeout) as s:
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        reply = recv_all(s).decode()
-    up = time.monotonic() - t0
-    assert reply.split() == [str(len(data)), digest], reply
-    t0 = time.monotonic()
-    with socket.create_connection(("127.0.0.1", port_down), timeout) as s:
-        got = recv_all(s)
-    down = time.monotonic() - t0
-    assert len(got) == len(data) and \
-        hashlib.sha256(got).hexdigest() == digest
-    return up, down
 
 
 def three_hops(topo, keys, wrong_key_at=None):
@@ -91,7 +71,7 @@ def test_three_hop_chain_64mib(topo, env, keys):
                    local_t("down", pd, src.target, "h3")], hosts=hosts,
                   known_hosts=False)
     assert d.tunctl("wait", "up", "down", "--timeout", "30")[0] == 0
-    up, down = push_and_pull(pu, pd, data)
+    up, down, _ = transfer_both_ways(pu, pd, data)
     note("3-hop chain, 64 MiB: up %.2fs (%.0f MB/s), down %.2fs (%.0f MB/s)"
          % (up, 64 * 1.048576 / up, down, 64 * 1.048576 / down))
     lk = d.links()

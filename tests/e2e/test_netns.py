@@ -14,8 +14,7 @@ import time
 
 from e2elib import (SLACK, echo_handler, echo_roundtrip, free_port, note,
                     transfer_both_ways, wait_port)
-from netns import (Topology, known_hosts_for, topo,  # noqa: F401
-                   write_ssh_config)
+from netns import Topology, known_hosts_for, write_ssh_config
 
 
 def banner(t, host, addr, port=22, timeout=1.0):
