@@ -76,9 +76,11 @@ fwd_bind_unix(struct fwd *f, char *err, size_t errlen)
 			    "a socket", path);
 			return (-1);
 		}
-		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (probe != -1 && connect(probe, (struct sockaddr *)&sun,
-		    sizeof(sun)) == 0) {
+		/* Non-blocking: a full backlog (EAGAIN) is a live owner too. */
+		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, 0);
+		if (probe != -1 && (connect(probe, (struct sockaddr *)&sun,
+		    sizeof(sun)) == 0 || errno == EAGAIN)) {
 			close(probe);
 			snprintf(err, errlen, "listen %s: in use by another "
 			    "program", path);

@@ -159,41 +159,6 @@ tunneld_reap_soon(void)
 	event_active(td->ev_reap, EV_TIMEOUT, 0);
 }
 
-/* A tunnel or link changed: publish a one-line summary to systemd. */
-void
-tunneld_status_changed(void)
-{
-	struct link	*l;
-	struct fwd	*f;
-	char		 status[128];
-	int		 n = 0, up = 0, waiting = 0, failed = 0, len;
-
-	if (td->stopping || getenv("NOTIFY_SOCKET") == NULL)
-		return;
-	TAILQ_FOREACH(l, &td->links, entry) {
-		TAILQ_FOREACH(f, &l->fwds, entry) {
-			if (!f->enabled)
-				continue;
-			n++;
-			if (f->state == FWD_UP)
-				up++;
-			else if (f->state == FWD_FAILED)
-				failed++;
-			else
-				waiting++;
-		}
-	}
-	len = snprintf(status, sizeof(status), "STATUS=%d/%d tunnels up", up,
-	    n);
-	if (waiting > 0)
-		len += snprintf(status + len, sizeof(status) - len,
-		    ", %d waiting", waiting);
-	if (failed > 0)
-		snprintf(status + len, sizeof(status) - len, ", %d failed",
-		    failed);
-	sd_notify(0, status);
-}
-
 int
 main(int argc, char *argv[])
 {
@@ -306,6 +271,7 @@ main(int argc, char *argv[])
 	evsignal_add(ev_int, NULL);
 	evsignal_add(ev_hup, NULL);
 
+	notify_init();
 	tunneld_start();
 	log_info("started, %d tunnels, control socket %s",
 	    td->conf->ntunnels, sock);
@@ -315,6 +281,7 @@ main(int argc, char *argv[])
 	event_base_dispatch(td->base);
 
 	tunneld_stop();
+	notify_free();
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_hup);

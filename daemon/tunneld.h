@@ -600,7 +600,11 @@ void	 control_show_wait_msg(struct control_msg *,
 	    const struct ctl_request *, int);
 
 /* main.c */
-void	 tunneld_status_changed(void);
 void	 tunneld_reap_soon(void);
+
+/* notify.c */
+void	 notify_init(void);
+void	 notify_free(void);
+void	 tunneld_status_changed(void);
 
 #endif /* TUNNELD_H */
