@@ -194,8 +194,15 @@ fwd_note_error(struct fwd *f, const char *fmt, ...)
 	vsnprintf(f->last_error, sizeof(f->last_error), fmt, ap);
 	va_end(ap);
 	if (f->is_hop && f->hop_for != NULL) {
-		/* The jump host refused to carry the link: that is its error. */
-		link_fail(f->hop_for, "%s", f->last_error);
+		/*
+		 * The jump host refused to carry the link: that is the link's
+		 * error when it fails, on a later turn (its session sees the
+		 * socketpair close). Failing it here would free chans under
+		 * the pump that is running this chan.
+		 */
+		strlcpy_(f->hop_for->hop_error, f->last_error,
+		    sizeof(f->hop_for->hop_error));
+		log_warnx("link %s: %s", f->hop_for->hc->name, f->last_error);
 		return;
 	}
 	log_warnx("tunnel %s: %s", f->tc->name, f->last_error);

@@ -342,6 +342,7 @@ link_connect(struct link *l)
 
 	link_close_session(l);
 	l->next_retry = 0;
+	l->hop_error[0] = '\0';
 	if (l->hc->jump[0] != '\0') {
 		jump_connect(l);
 		return;
@@ -534,6 +535,11 @@ link_vfail(struct link *l, int permanent, const char *fmt, va_list ap)
 	char msg[ERR_MAXLEN];
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (l->hop_error[0] != '\0') {
+		/* The jump host's refusal says more than what followed. */
+		strlcpy_(msg, l->hop_error, sizeof(msg));
+		l->hop_error[0] = '\0';
+	}
 	strlcpy_(l->last_error, msg, sizeof(l->last_error));
 	log_warnx("link %s: %s", l->hc->name, msg);
 	link_close_session(l);

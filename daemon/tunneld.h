@@ -218,6 +218,7 @@ struct link {
 	struct fwdlist		 dying;		/* removed, chans still opening */
 	struct fwdlist		 hops;		/* carry links behind this one */
 	struct fwd		*hop;		/* on the jump link: carries us */
+	char			 hop_error[ERR_MAXLEN];	/* why the hop failed */
 	int			 nremote;	/* remote-kind fwds */
 	TAILQ_HEAD(, chan)	 ready;		/* chans with work for the pump */
 	TAILQ_HEAD(, chan)	 parked;	/* chans waiting for a packet */
