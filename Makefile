@@ -5,14 +5,21 @@
 #   make e2e-asan   the end-to-end tests against that build
 #   make demo       a throw-away sshd and tunneld moving data through each tunnel
 #   make bench      tunneld against OpenSSH on a private sshd (QUICK=1: < 2 min)
-#   make install    DESTDIR, PREFIX
+#   make install    DESTDIR, PREFIX (make uninstall: the same variables)
 #   make clean
 
 PREFIX	?= /usr/local
 SBINDIR	?= $(PREFIX)/sbin
 BINDIR	?= $(PREFIX)/bin
 MANDIR	?= $(PREFIX)/share/man
-UNITDIR	?= /lib/systemd/system
+# systemd's directories, as systemd.pc names them (Debian 12:
+# /lib/systemd/system, /usr/lib/sysusers.d, /usr/lib/tmpfiles.d), whatever
+# PREFIX is: systemd reads only its own. The configuration is /etc/tunnels.conf.
+SYSTEMD_PC = $(shell pkg-config --variable=$(1) systemd 2>/dev/null)
+UNITDIR	?= $(or $(call SYSTEMD_PC,systemdsystemunitdir),/lib/systemd/system)
+SYSUSERSDIR ?= $(or $(call SYSTEMD_PC,sysusersdir),/usr/lib/sysusers.d)
+TMPFILESDIR ?= $(or $(call SYSTEMD_PC,tmpfilesdir),/usr/lib/tmpfiles.d)
+SYSCONFDIR ?= /etc
 CC	?= cc
 PYTHON	?= /usr/bin/python3
 
@@ -173,14 +180,66 @@ demo: deps
 	$(MAKE) all
 	sh scripts/demo.sh
 
+# make install: the programs, manual pages, systemd units, sysusers.d and
+# tmpfiles.d files, and conf/tunnels.conf as $(SYSCONFDIR)/tunnels.conf
+# only when there is none (never replacing one, changed or not). The units
+# name $(SBINDIR)/tunneld. Without DESTDIR, on the running system, it then
+# does what a package's postinst would (POSTINSTALL=no skips it): creates
+# the user and the group (systemd-sysusers) and the directories
+# (systemd-tmpfiles), and has systemd re-read its units; it enables and
+# starts nothing.
+# make uninstall removes what install put, except tunnels.conf (the user's
+# configuration, like a package's conffile on remove: delete it by hand)
+# and what the service made: /etc/tunneld (keys), /var/lib/tunneld
+# (known_hosts), the user tunneld and the group tunnel.
+POSTINSTALL ?= $(if $(DESTDIR),no,yes)
+INSTALL_FILES = $(SBINDIR)/tunneld $(BINDIR)/tunctl \
+	$(MANDIR)/man8/tunneld.8 $(MANDIR)/man1/tunctl.1 \
+	$(MANDIR)/man5/tunnels.conf.5 \
+	$(UNITDIR)/tunneld.service $(UNITDIR)/tunneld.socket \
+	$(SYSUSERSDIR)/tunneld.conf $(TMPFILESDIR)/tunneld.conf
+
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
-	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
+	    $(DESTDIR)$(SYSCONFDIR)
 	install -m 755 $(B)/tunneld $(DESTDIR)$(SBINDIR)/tunneld
 	install -m 755 $(B)/tunctl $(DESTDIR)$(BINDIR)/tunctl
 	install -m 644 docs/tunneld.8 $(DESTDIR)$(MANDIR)/man8/tunneld.8
 	install -m 644 docs/tunctl.1 $(DESTDIR)$(MANDIR)/man1/tunctl.1
 	install -m 644 docs/tunnels.conf.5 $(DESTDIR)$(MANDIR)/man5/tunnels.conf.5
+	@mkdir -p $(B)/systemd
+	sed -e 's|/usr/sbin/tunneld|$(SBINDIR)/tunneld|g' systemd/tunneld.service \
+	    > $(B)/systemd/tunneld.service
+	install -m 644 $(B)/systemd/tunneld.service $(DESTDIR)$(UNITDIR)/tunneld.service
+	install -m 644 systemd/tunneld.socket $(DESTDIR)$(UNITDIR)/tunneld.socket
+	install -m 644 systemd/tunneld.sysusers $(DESTDIR)$(SYSUSERSDIR)/tunneld.conf
+	install -m 644 systemd/tunneld.tmpfiles $(DESTDIR)$(TMPFILESDIR)/tunneld.conf
+	@f='$(DESTDIR)$(SYSCONFDIR)/tunnels.conf'; \
+	if [ -e "$$f" ] || [ -L "$$f" ]; then \
+		echo "install: $$f exists: left as it is"; \
+	else \
+		echo "install -m 644 conf/tunnels.conf $$f"; \
+		install -m 644 conf/tunnels.conf "$$f"; \
+	fi
+	@if [ "$(POSTINSTALL)" = yes ]; then \
+		if command -v systemd-sysusers >/dev/null; then \
+			echo "systemd-sysusers $(SYSUSERSDIR)/tunneld.conf"; \
+			systemd-sysusers $(SYSUSERSDIR)/tunneld.conf; fi; \
+		if command -v systemd-tmpfiles >/dev/null; then \
+			echo "systemd-tmpfiles --create $(TMPFILESDIR)/tunneld.conf"; \
+			systemd-tmpfiles --create $(TMPFILESDIR)/tunneld.conf; fi; \
+		if [ -d /run/systemd/system ]; then \
+			echo "systemctl daemon-reload"; systemctl daemon-reload; fi; \
+	fi
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALL_FILES))
+	@f='$(DESTDIR)$(SYSCONFDIR)/tunnels.conf'; \
+	if [ -e "$$f" ]; then echo "uninstall: $$f left in place (your configuration)"; fi
+	@if [ "$(POSTINSTALL)" = yes ] && [ -d /run/systemd/system ]; then \
+		echo "systemctl daemon-reload"; systemctl daemon-reload; fi
 
 clean:
 	rm -rf $(B) $(BA) tests/e2e/__pycache__ .pytest_cache
@@ -197,6 +256,6 @@ bench: all $(B)/loadgen
 	    LOADGEN_BIN=$(CURDIR)/$(B)/loadgen \
 	    $(PYTHON) bench/bench.py $(if $(filter 1 yes true,$(QUICK)),--quick) $(BENCH_ARGS)
 
-.PHONY: all asan deps unit e2e e2e-asan check configs demo install clean bench
+.PHONY: all asan deps unit e2e e2e-asan check configs demo install uninstall clean bench
 
 -include $(shell find $(B) $(BA) -name '*.d' 2>/dev/null)

@@ -2,9 +2,13 @@
 # Install the Debian packages tunneld needs to build and test, when missing.
 # Used by `make check`, `make demo` and .ci/run; safe to run again.
 set -e
+# systemd: systemd.pc (make install's unit, sysusers.d and tmpfiles.d
+# directories), and systemd-analyze, -sysusers and -tmpfiles, which
+# tests/e2e/test_install.py runs offline on a staged install.
 PKGS="build-essential pkg-config clang libssh-dev libevent-dev libconfig-dev
 libsystemd-dev libcmocka-dev openssh-server openssh-client socat
-netcat-openbsd curl python3-pytest iproute2 procps autossh"
+netcat-openbsd curl python3-pytest iproute2 procps autossh
+systemd"
 
 missing=""
 for p in $PKGS; do
