@@ -5,10 +5,12 @@ set -e
 # systemd: systemd.pc (make install's unit, sysusers.d and tmpfiles.d
 # directories), and systemd-analyze, -sysusers and -tmpfiles, which
 # tests/e2e/test_install.py runs offline on a staged install.
+# systemd-container: systemd-nspawn, which boots the host's /usr in a
+# container for tests/e2e/test_systemd.py (tunneld under a real systemd).
 PKGS="build-essential pkg-config clang libssh-dev libevent-dev libconfig-dev
 libsystemd-dev libcmocka-dev openssh-server openssh-client socat
 netcat-openbsd curl python3-pytest iproute2 procps autossh
-systemd"
+systemd systemd-container"
 
 missing=""
 for p in $PKGS; do
