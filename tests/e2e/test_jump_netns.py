@@ -4,6 +4,7 @@ an sshd in each, every hop reachable only from the one before it (netns.py).
 
 import hashlib
 import os
+import signal
 import socket
 import time
 import types
@@ -118,8 +119,18 @@ def test_first_hop_frozen_then_restarted(topo, env, keys):
         assert st["state"] == "waiting", st
         assert "jump host h2" in (st["link_error"] or ""), st
     finally:
-        s1.thaw()
-    s1.stop()
+        # Killed while still frozen: a thaw first would let the listener
+        # accept the daemon's queued reconnect and fork a session that
+        # outlives the stop.
+        for pid in s1.frozen:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        s1.proc.wait(5)
+        s1.proc, s1.frozen = None, []
+    d.wait_for(lambda: d.link("h1")["state"] != "up", 5,
+               what="h1's link down once its sshd is gone")
     time.sleep(0.5)
     t1 = time.time()
     s1.start()
