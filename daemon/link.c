@@ -43,6 +43,7 @@ static void	link_vfail(struct link *, int, const char *, va_list);
 static struct host_conf *link_hc_dup(const struct host_conf *);
 static void	link_hc_free(struct host_conf *);
 static void	link_drop_channels(struct link *);
+static void	link_teardown(struct link *);
 
 
 /* Names of link states, as tunctl shows them. */
@@ -121,23 +122,35 @@ link_hc_free(struct host_conf *hc)
 }
 
 /*
- * Stop and free a link with its tunnels, at once: at the daemon's stop, or
- * on the reap turn after link_remove. The caller has unlinked nothing.
+ * Stop everything a link runs: its session, its timer, the hop that
+ * carried it, the hops it carried, and its tunnels (live and removed).
+ * What is left is its memory (link_free) or its place on td->dead_links.
  */
-void
-link_free(struct link *l)
+static void
+link_teardown(struct link *l)
 {
 	struct fwd *f;
 
-	if (l == NULL)
-		return;
 	link_close_session(l);
+	evtimer_del(l->ev_timer);
 	jump_drop(l);
 	jump_free_hops(l);
 	while ((f = TAILQ_FIRST(&l->fwds)) != NULL)
 		fwd_free(f);
 	while ((f = TAILQ_FIRST(&l->dying)) != NULL)
 		fwd_free(f);
+}
+
+/*
+ * Stop and free a link with its tunnels, at once: at the daemon's stop, or
+ * on the reap turn after link_remove. The caller has unlinked nothing.
+ */
+void
+link_free(struct link *l)
+{
+	if (l == NULL)
+		return;
+	link_teardown(l);
 	chan_reap_all();
 	greq_clear(l);
 	if (l->dead)
@@ -158,16 +171,7 @@ link_free(struct link *l)
 void
 link_remove(struct link *l)
 {
-	struct fwd *f;
-
-	link_close_session(l);
-	evtimer_del(l->ev_timer);
-	jump_drop(l);
-	jump_free_hops(l);
-	while ((f = TAILQ_FIRST(&l->fwds)) != NULL)
-		fwd_free(f);
-	while ((f = TAILQ_FIRST(&l->dying)) != NULL)
-		fwd_free(f);
+	link_teardown(l);
 	TAILQ_REMOVE(&td->links, l, entry);
 	TAILQ_INSERT_TAIL(&td->dead_links, l, entry);
 	l->dead = 1;

@@ -656,6 +656,12 @@ class Tunneld:
         self.proc = None
         self.returncode = None
 
+    # How start() names the daemon in its errors, and what it runs.
+    where = ""
+
+    def command(self):
+        return [TUNNELD_BIN, "-d", "-f", self.conf] + self.extra_args
+
     def start(self, timeout=10.0):
         logf = open(self.log, "a")
         e = None
@@ -663,21 +669,22 @@ class Tunneld:
             e = dict(os.environ)
             e.update(self.env)
         self.proc = subprocess.Popen(
-            [TUNNELD_BIN, "-d", "-f", self.conf] + self.extra_args,
+            self.command(),
             stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, env=e)
         logf.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("tunneld exited %s at start:\n%s" %
-                                   (self.proc.returncode, tail(self.log)))
+                raise RuntimeError("tunneld%s exited %s at start:\n%s" %
+                                   (self.where, self.proc.returncode,
+                                    tail(self.log)))
             if os.path.exists(self.sock):
                 code, _, _ = self.tunctl("status", timeout=5)
                 if code in (0, 4):
                     return self
             time.sleep(0.05)
-        raise RuntimeError("tunneld control socket did not answer:\n%s" %
-                           tail(self.log))
+        raise RuntimeError("tunneld%s: control socket did not answer:\n%s" %
+                           (self.where, tail(self.log)))
 
     @property
     def pid(self):

@@ -401,32 +401,12 @@ class NsTunneld(Tunneld):
     def __init__(self, ns, *a, **kw):
         super().__init__(*a, **kw)
         self.ns = ns
+        self.where = " in %s" % ns
 
-    def start(self, timeout=10.0):
-        logf = open(self.log, "a")
-        e = None
-        if self.env:
-            e = dict(os.environ)
-            e.update(self.env)
-        self.proc = subprocess.Popen(
-            [IP, "netns", "exec", self.ns,
-             os.path.abspath(e2elib.TUNNELD_BIN), "-d", "-f", self.conf] +
-            self.extra_args,
-            stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, env=e)
-        logf.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("tunneld in %s exited %s at start:\n%s" %
-                                   (self.ns, self.proc.returncode,
-                                    tail(self.log)))
-            if os.path.exists(self.sock):
-                code, _, _ = self.tunctl("status", timeout=5)
-                if code in (0, 4):
-                    return self
-            time.sleep(0.05)
-        raise RuntimeError("tunneld in %s: control socket did not answer:"
-                           "\n%s" % (self.ns, tail(self.log)))
+    def command(self):
+        return [IP, "netns", "exec", self.ns,
+                os.path.abspath(e2elib.TUNNELD_BIN), "-d", "-f",
+                self.conf] + self.extra_args
 
 
 # ---------------------------------------------------------------------------

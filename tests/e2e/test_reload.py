@@ -24,12 +24,7 @@ def tag_handler(tag):
     """Say tag, then echo: tells which target a connection reached."""
     def handler(conn):
         conn.sendall(tag)
-        while True:
-            b = conn.recv(1 << 16)
-            if not b:
-                break
-            conn.sendall(b)
-        conn.shutdown(socket.SHUT_WR)
+        echo_handler(conn)
     return handler
 
 
