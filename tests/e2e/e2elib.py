@@ -58,11 +58,21 @@ def note(text):
     NOTES.append(text)
 
 
+_ports_given = set()
+
+
 def free_port(family=socket.AF_INET, host="127.0.0.1"):
-    """Return a TCP port that nothing listens on right now."""
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """Return a TCP port that nothing listens on right now and that this
+    run has not handed out before (the kernel may offer a port it just
+    gave back, so two calls in one test could otherwise get the same)."""
+    for _ in range(1000):
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
+    raise RuntimeError("free_port: no port not handed out before")
 
 
 def wait_port(port, host="127.0.0.1", timeout=10.0, family=socket.AF_INET):
