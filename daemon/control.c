@@ -131,35 +131,13 @@ static struct {
 int
 control_init(const char *path, const char *group)
 {
-	int n;
-
-	if ((n = sd_listen_fds(0)) < 0) {
-		log_warnx("control: sd_listen_fds: %s", strerror(-n));
+	if ((control.fd = sdfds_control(path)) == -2) {
+		control.fd = -1;
 		return (-1);
 	}
-	if (n > 1) {
-		log_warnx("control: systemd passed %d sockets, expected one",
-		    n);
-		return (-1);
-	}
-	if (n == 1) {
-		control.fd = SD_LISTEN_FDS_START;
-		if (sd_is_socket_unix(control.fd, SOCK_STREAM, 1, NULL, 0) <=
-		    0) {
-			log_warnx("control: the socket systemd passed is not "
-			    "a listening UNIX stream socket");
-			control.fd = -1;
-			return (-1);
-		}
-		if (fcntl(control.fd, F_SETFL, fcntl(control.fd, F_GETFL) |
-		    O_NONBLOCK) == -1 ||
-		    fcntl(control.fd, F_SETFD, FD_CLOEXEC) == -1) {
-			log_warn("control: fcntl");
-			control.fd = -1;
-			return (-1);
-		}
+	if (control.fd != -1)
 		log_info("control: using the socket passed by systemd");
-	} else if ((control.fd = control_sock_bind(path, group, &control.dev,
+	else if ((control.fd = control_sock_bind(path, group, &control.dev,
 	    &control.ino)) == -1)
 		return (-1);
 	else

@@ -115,7 +115,6 @@ static void	dial_release(struct dial *);
 static void	dial_note_error(struct dial *, int, const char *, ...)
 		    __attribute__((format(printf, 3, 4)));
 static void	dial_note_timeout(struct dial *, const char *);
-static void	dial_format_peer(const union dial_addr *, char *, size_t);
 
 /*
  * Start resolving and connecting host:port; attempt_timeout is each
@@ -384,7 +383,7 @@ dial_try_start(struct dial *d, struct dial_try *t)
 	double		 w;
 	int		 fd, e;
 
-	dial_format_peer(&t->addr, d->peer, sizeof(d->peer));
+	sockaddr_format(&t->addr.sa, d->peer, sizeof(d->peer));
 	log_debug("dial %s: connecting to %s", d->host, d->peer);
 	fd = socket(t->addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, IPPROTO_TCP);
@@ -438,7 +437,7 @@ dial_try_cb(int fd, short what, void *arg)
 			return;
 		}
 	}
-	dial_format_peer(&t->addr, peer, sizeof(peer));
+	sockaddr_format(&t->addr.sa, peer, sizeof(peer));
 	dial_try_stop(d, t);
 	if (what & EV_WRITE) {
 		dial_note_error(d, err, "connect to %s: %s", peer,
@@ -485,7 +484,7 @@ dial_win(struct dial *d, struct dial_try *t)
 	d->fd = t->fd;
 	t->fd = -1;
 	dial_try_stop(d, t);
-	dial_format_peer(&t->addr, d->peer, sizeof(d->peer));
+	sockaddr_format(&t->addr.sa, d->peer, sizeof(d->peer));
 	log_debug("dial %s: connected to %s", d->host, d->peer);
 	dial_stop(d);
 	dial_deliver(d);
@@ -622,23 +621,3 @@ dial_note_timeout(struct dial *d, const char *peer)
 	d->tmo_full = 1;
 }
 
-/* "1.2.3.4:22" or "[2001:db8::1]:22". */
-static void
-dial_format_peer(const union dial_addr *a, char *buf, size_t len)
-{
-	char host[INET6_ADDRSTRLEN];
-
-	if (a->sa.sa_family == AF_INET6) {
-		if (inet_ntop(AF_INET6, &a->sin6.sin6_addr, host,
-		    sizeof(host)) == NULL)
-			strlcpy_(host, "?", sizeof(host));
-		snprintf(buf, len, "[%s]:%u", host,
-		    (unsigned int)ntohs(a->sin6.sin6_port));
-	} else {
-		if (inet_ntop(AF_INET, &a->sin.sin_addr, host,
-		    sizeof(host)) == NULL)
-			strlcpy_(host, "?", sizeof(host));
-		snprintf(buf, len, "%s:%u", host,
-		    (unsigned int)ntohs(a->sin.sin_port));
-	}
-}

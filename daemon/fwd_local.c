@@ -4,7 +4,9 @@
  * reconnects; connections accepted meanwhile wait connect_wait seconds for
  * the link. A listener that cannot be bound leaves the tunnel failed and is
  * retried with backoff (fwd.c). A reload hands a listener from one tunnel
- * to another without closing it (fwd_local_take).
+ * to another without closing it (fwd_local_take). A listener may also come
+ * from systemd (sdfds.c): a socket unit's, or our own kept in systemd's
+ * file descriptor store across a restart.
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -23,6 +25,7 @@
 
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <systemd/sd-daemon.h>
 
 #include "tunneld.h"
 
@@ -30,28 +33,110 @@
 
 static int	fwd_bind_unix(struct fwd *, char *, size_t);
 static int	fwd_bind_tcp(struct fwd *, char *, size_t);
+static int	fwd_listen_addr(const struct endpoint *,
+		    struct sockaddr_storage *, socklen_t *, int *);
+static int	fwd_passed_ok(struct fwd *, int, int, char *, size_t);
 static void	fwd_accept_cb(struct evconnlistener *, evutil_socket_t,
 		    struct sockaddr *, int, void *);
 static void	fwd_accept_error_cb(struct evconnlistener *, void *);
 
-/* Bind the tunnel's listener. */
+/*
+ * Bind the tunnel's listener, or take the one systemd holds for it (a
+ * socket unit's, or ours from before a restart), and store a socket we
+ * bound in systemd's file descriptor store.
+ */
 int
 fwd_local_bind(struct fwd *f, char *err, size_t errlen)
 {
-	int fd;
+	int fd, unit = 0;
 
-	if (f->tc->listen.is_unix)
-		fd = fwd_bind_unix(f, err, errlen);
-	else
-		fd = fwd_bind_tcp(f, err, errlen);
-	if (fd == -1)
-		return (-1);
+	if ((fd = sdfds_take(f->tc->name, &unit)) != -1 &&
+	    fwd_passed_ok(f, fd, unit, err, errlen) == -1) {
+		if (unit)
+			return (-1);
+		/* Ours, from before a change of its listen: a new one. */
+		sdfds_unstore(f->tc->name);
+		close(fd);
+		fd = -1;
+	}
+	if (fd != -1) {
+		f->listen_unit = unit;
+		f->listen_stored = !unit;
+		log_info("tunnel %s: listening on the socket %s", f->tc->name,
+		    unit ? "of a systemd socket unit" : "systemd kept across "
+		    "the restart");
+	} else {
+		if (f->tc->listen.is_unix)
+			fd = fwd_bind_unix(f, err, errlen);
+		else
+			fd = fwd_bind_tcp(f, err, errlen);
+		if (fd == -1)
+			return (-1);
+		f->listen_unit = 0;
+		f->listen_stored = sdfds_store(f->tc->name, fd);
+	}
+	/* A socket unit's socket is given back, not closed, at unbind. */
 	f->listener = evconnlistener_new(td->base, fwd_accept_cb, f,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+	    LEV_OPT_CLOSE_ON_EXEC | (unit ? 0 : LEV_OPT_CLOSE_ON_FREE), 0, fd);
 	if (f->listener == NULL)
 		fatalx("evconnlistener_new: out of memory");
 	evconnlistener_set_error_cb(f->listener, fwd_accept_error_cb);
 	return (0);
+}
+
+/*
+ * Whether the socket systemd passed for the tunnel listens where the
+ * tunnel does (port 0 in the configuration: any port); sets bound_port.
+ */
+static int
+fwd_passed_ok(struct fwd *f, int fd, int unit, char *err, size_t errlen)
+{
+	const struct endpoint	*ep = &f->tc->listen;
+	struct sockaddr_storage	 want, got;
+	struct sockaddr_un	*sun = (struct sockaddr_un *)&got;
+	socklen_t		 wlen, glen = sizeof(got);
+	char			 shown[HOST_MAXLEN + 16], has[HOST_MAXLEN + 16];
+	int			 v6only, port, ok;
+
+	endpoint_format(ep, 0, shown, sizeof(shown));
+	memset(&got, 0, sizeof(got));
+	if (getsockname(fd, (struct sockaddr *)&got, &glen) == -1 ||
+	    sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+		snprintf(err, errlen, "the socket systemd passed is not a "
+		    "listening stream socket");
+		goto bad;
+	}
+	if (ep->is_unix) {
+		ok = got.ss_family == AF_UNIX &&
+		    strcmp(sun->sun_path, ep->path) == 0;
+		snprintf(has, sizeof(has), "%s", got.ss_family == AF_UNIX ?
+		    sun->sun_path : "a TCP socket");
+		port = 0;
+	} else {
+		if (fwd_listen_addr(ep, &want, &wlen, &v6only) == -1)
+			ok = 0;
+		else
+			ok = sockaddr_same_host(&want, &got) ||
+			    (strcmp(ep->host, "*") == 0 &&
+			    sockaddr_is_any(&got));
+		port = sockaddr_port(&got);
+		if (ep->port != 0 && port != ep->port)
+			ok = 0;
+		sockaddr_format((struct sockaddr *)&got, has, sizeof(has));
+	}
+	if (ok) {
+		f->bound_port = port;
+		return (0);
+	}
+	snprintf(err, errlen, "listen %s: the socket %s listens on %s",
+	    shown, unit ? "systemd passed (FileDescriptorName=)" :
+	    "stored before the restart", has);
+bad:
+	if (unit)
+		sdfds_give_back(f->tc->name, fd);	/* fwd.c says why */
+	else
+		log_info("tunnel %s: %s; binding a new one", f->tc->name, err);
+	return (-1);
 }
 
 /*
@@ -115,50 +200,72 @@ fwd_bind_unix(struct fwd *f, char *err, size_t errlen)
 	return (fd);
 }
 
-/* Bind a TCP listener; no address means loopback, * every address. */
+/*
+ * The address a TCP listener binds: no address means loopback, "*" every
+ * address (IPv6 and IPv4 on one socket where IPv6 exists). -1: not an
+ * address.
+ */
+static int
+fwd_listen_addr(const struct endpoint *ep, struct sockaddr_storage *ss,
+    socklen_t *slen, int *v6only)
+{
+	struct sockaddr_in	*sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	*v6only = 1;
+	if (ep->host[0] == '\0' || strcmp(ep->host, "localhost") == 0) {
+		sin->sin_family = AF_INET;
+		sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	} else if (strcmp(ep->host, "*") == 0) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_addr = in6addr_any;
+		*v6only = 0;
+	} else if (inet_pton(AF_INET, ep->host, &sin->sin_addr) == 1)
+		sin->sin_family = AF_INET;
+	else if (inet_pton(AF_INET6, ep->host, &sin6->sin6_addr) == 1)
+		sin6->sin6_family = AF_INET6;
+	else
+		return (-1);
+	if (ss->ss_family == AF_INET6) {
+		sin6->sin6_port = htons(ep->port);
+		*slen = sizeof(*sin6);
+	} else {
+		sin->sin_port = htons(ep->port);
+		*slen = sizeof(*sin);
+	}
+	return (0);
+}
+
+/* Bind a TCP listener. */
 static int
 fwd_bind_tcp(struct fwd *f, char *err, size_t errlen)
 {
 	const struct endpoint	*ep = &f->tc->listen;
 	struct sockaddr_storage	 ss;
 	struct sockaddr_in	*sin = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)&ss;
 	socklen_t		 slen;
 	char			 shown[HOST_MAXLEN + 16];
-	int			 fd = -1, on = 1, off = 0, v6only = 1;
+	int			 fd, on = 1, off = 0, v6only;
 
 	endpoint_format(ep, 0, shown, sizeof(shown));
-	memset(&ss, 0, sizeof(ss));
-	if (ep->host[0] == '\0' || strcmp(ep->host, "localhost") == 0) {
-		sin->sin_family = AF_INET;
-		sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		sin->sin_port = htons(ep->port);
-	} else if (strcmp(ep->host, "*") == 0) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_addr = in6addr_any;
-		sin6->sin6_port = htons(ep->port);
-		v6only = 0;
-		fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK |
-		    SOCK_CLOEXEC, 0);
-		if (fd == -1) {
-			/* No IPv6 here: every IPv4 address will do. */
-			memset(&ss, 0, sizeof(ss));
-			sin->sin_family = AF_INET;
-			sin->sin_addr.s_addr = htonl(INADDR_ANY);
-			sin->sin_port = htons(ep->port);
-		}
-	} else if (inet_pton(AF_INET, ep->host, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(ep->port);
-	} else if (inet_pton(AF_INET6, ep->host, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(ep->port);
-	} else {
+	if (fwd_listen_addr(ep, &ss, &slen, &v6only) == -1) {
 		snprintf(err, errlen, "listen %s: not an address", shown);
 		return (-1);
 	}
-	if (fd == -1 && (fd = socket(ss.ss_family, SOCK_STREAM |
-	    SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1) {
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd == -1 && !v6only) {
+		/* No IPv6 here: every IPv4 address will do. */
+		memset(&ss, 0, sizeof(ss));
+		sin->sin_family = AF_INET;
+		sin->sin_addr.s_addr = htonl(INADDR_ANY);
+		sin->sin_port = htons(ep->port);
+		slen = sizeof(*sin);
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, 0);
+	}
+	if (fd == -1) {
 		snprintf(err, errlen, "listen %s: socket: %s", shown,
 		    strerror(errno));
 		return (-1);
@@ -167,11 +274,11 @@ fwd_bind_tcp(struct fwd *f, char *err, size_t errlen)
 	if (ss.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY,
 		    v6only ? &on : &off, sizeof(on));
-	slen = ss.ss_family == AF_INET6 ? sizeof(*sin6) : sizeof(*sin);
 	if (bind(fd, (struct sockaddr *)&ss, slen) == -1) {
 		snprintf(err, errlen, "listen %s: bind: %s%s", shown,
 		    strerror(errno), errno == EACCES && ep->port < 1024 ?
-		    " (ports below 1024 need CAP_NET_BIND_SERVICE)" : "");
+		    " (ports below 1024 need CAP_NET_BIND_SERVICE, or a "
+		    "systemd socket unit)" : "");
 		close(fd);
 		return (-1);
 	}
@@ -182,22 +289,37 @@ fwd_bind_tcp(struct fwd *f, char *err, size_t errlen)
 	}
 	slen = sizeof(ss);
 	if (getsockname(fd, (struct sockaddr *)&ss, &slen) == 0)
-		f->bound_port = ntohs(ss.ss_family == AF_INET6 ?
-		    sin6->sin6_port : sin->sin_port);
+		f->bound_port = sockaddr_port(&ss);
 	return (fd);
 }
 
-/* Close the listener (and remove its socket file). */
+/*
+ * Close the listener, remove its socket file and take it out of systemd's
+ * store; at a stop, a stored one stays stored, file and all, for the next
+ * daemon. A socket unit's socket is kept for the next bind.
+ */
 void
 fwd_local_unbind(struct fwd *f)
 {
+	int fd, keep;
+
 	evtimer_del(f->ev_accept);
 	if (f->listener == NULL)
 		return;
+	fd = evconnlistener_get_fd(f->listener);
 	evconnlistener_free(f->listener);
 	f->listener = NULL;
-	if (f->tc->listen.is_unix)
-		unlink(f->tc->listen.path);
+	if (f->listen_unit)
+		sdfds_give_back(f->tc->name, fd);
+	else {
+		keep = td->stopping && f->listen_stored;
+		if (f->listen_stored && !keep)
+			sdfds_unstore(f->tc->name);
+		if (f->tc->listen.is_unix && !keep)
+			unlink(f->tc->listen.path);
+	}
+	f->listen_unit = 0;
+	f->listen_stored = 0;
 	f->bound_port = 0;
 }
 
@@ -207,21 +329,14 @@ fwd_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
 	struct fwd	*f = arg;
-	char		 host[INET6_ADDRSTRLEN], peer[HOST_MAXLEN + 16];
+	char		 peer[HOST_MAXLEN + 16];
 	int		 on = 1;
 
 	(void)lev;
+	(void)salen;
 	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-		if (getnameinfo(sa, (socklen_t)salen, host, sizeof(host), NULL,
-		    0, NI_NUMERICHOST) != 0)
-			strlcpy_(host, "?", sizeof(host));
-		if (sa->sa_family == AF_INET6)
-			snprintf(peer, sizeof(peer), "[%s]:%u", host,
-			    ntohs(((struct sockaddr_in6 *)sa)->sin6_port));
-		else
-			snprintf(peer, sizeof(peer), "%s:%u", host,
-			    ntohs(((struct sockaddr_in *)sa)->sin_port));
+		sockaddr_format(sa, peer, sizeof(peer));
 	} else
 		snprintf(peer, sizeof(peer), "%s", f->tc->listen.path);
 	if (fwd_admit(f, peer) == -1) {
@@ -277,6 +392,16 @@ fwd_local_take(struct fwd *to, struct fwd *from)
 	to->bound_port = from->bound_port;
 	from->listener = NULL;
 	from->bound_port = 0;
+	to->listen_unit = from->listen_unit;
+	to->listen_stored = from->listen_stored;
+	from->listen_unit = 0;
+	from->listen_stored = 0;
+	if (to->listen_stored && strcmp(to->tc->name, from->tc->name) != 0) {
+		/* The store knows it by the tunnel's name. */
+		sdfds_unstore(from->tc->name);
+		to->listen_stored = sdfds_store(to->tc->name,
+		    evconnlistener_get_fd(to->listener));
+	}
 	evconnlistener_set_cb(to->listener, fwd_accept_cb, to);
 	evconnlistener_set_error_cb(to->listener, fwd_accept_error_cb);
 	evconnlistener_enable(to->listener);

@@ -248,7 +248,8 @@ main(int argc, char *argv[])
 		xasprintf(&abs_sock, "%s/%s", cwd, sock);
 		sock = abs_sock;
 	}
-	if (control_init(sock, td->conf->control_group) == -1)
+	if (sdfds_init() == -1 ||
+	    control_init(sock, td->conf->control_group) == -1)
 		return (1);
 
 	if (!td->foreground && getenv("NOTIFY_SOCKET") == NULL &&
@@ -273,6 +274,7 @@ main(int argc, char *argv[])
 
 	notify_init();
 	tunneld_start();
+	sdfds_leftovers();
 	log_info("started, %d tunnels, control socket %s",
 	    td->conf->ntunnels, sock);
 	sd_notify(0, "READY=1");
@@ -281,6 +283,7 @@ main(int argc, char *argv[])
 	event_base_dispatch(td->base);
 
 	tunneld_stop();
+	sdfds_free();
 	notify_free();
 	event_free(ev_term);
 	event_free(ev_int);

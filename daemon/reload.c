@@ -455,6 +455,7 @@ reload_run(char **errors, char *summary, size_t len)
 	td->conf = nc;
 	reload_daemon(oc, nc, note, sizeof(note));
 	reload_apply(nc, &rep);
+	sdfds_leftovers();
 	conf_free(oc);
 	reload_summary(&rep, (monotime() - t0) * 1000.0, note, summary, len);
 	log_notice("reload: %s", summary);

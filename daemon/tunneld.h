@@ -250,6 +250,8 @@ struct fwd {
 	int			 enabled;	/* admin state: up or down */
 	struct evconnlistener	*listener;
 	int			 bound_port;	/* the actual port, 0 if none */
+	int			 listen_unit;	/* listener from a socket unit */
+	int			 listen_stored;	/* a copy in systemd's store */
 	int			 remote_bound;	/* the server listens for us */
 	int			 bind_failures;
 	struct event		*ev_retry;	/* bind retry */
@@ -352,6 +354,13 @@ void	fatalx(const char *, ...)
 #define EP_NO_UNIX	0x04	/* UNIX paths not allowed */
 int	 endpoint_parse(const char *, int, struct endpoint *, char *, size_t);
 void	 endpoint_format(const struct endpoint *, int, char *, size_t);
+struct sockaddr;
+struct sockaddr_storage;
+void	 sockaddr_format(const struct sockaddr *, char *, size_t);
+int	 sockaddr_port(const struct sockaddr_storage *);
+int	 sockaddr_same_host(const struct sockaddr_storage *,
+	    const struct sockaddr_storage *);
+int	 sockaddr_is_any(const struct sockaddr_storage *);
 int	 endpoint_equal(const struct endpoint *, const struct endpoint *);
 double	 backoff_delay(int, double, double, double);
 double	 monotime(void);
@@ -519,6 +528,16 @@ int	 chan_socks_target(const struct chan *, struct endpoint *);
 void	 chan_connect(struct chan *, const struct endpoint *);
 void	 chan_connect_cancel(struct chan *);
 void	 chan_connect_done(struct chan *);
+
+/* sdfds.c */
+int	 sdfds_init(void);
+int	 sdfds_control(const char *);
+int	 sdfds_take(const char *, int *);
+void	 sdfds_give_back(const char *, int);
+int	 sdfds_store(const char *, int);
+void	 sdfds_unstore(const char *);
+void	 sdfds_leftovers(void);
+void	 sdfds_free(void);
 
 /* fwd_local.c */
 int	 fwd_local_bind(struct fwd *, char *, size_t);

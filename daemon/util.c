@@ -4,6 +4,7 @@
  */
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
@@ -461,6 +462,82 @@ endpoint_parse(const char *s, int flags, struct endpoint *ep, char *err,
 	if (endpoint_host(host, flags, ep, err, errlen) == -1)
 		return (-1);
 	return (endpoint_port(colon + 1, flags, &ep->port, err, errlen));
+}
+
+/*
+ * A socket address as the logs show it: "1.2.3.4:22", "[2001:db8::1]:22",
+ * or a UNIX socket's path.
+ */
+void
+sockaddr_format(const struct sockaddr *sa, char *buf, size_t len)
+{
+	const struct sockaddr_in	*sin = (const struct sockaddr_in *)sa;
+	const struct sockaddr_in6	*sin6 = (const struct sockaddr_in6 *)sa;
+	char				 host[INET6_ADDRSTRLEN];
+
+	switch (sa->sa_family) {
+	case AF_INET6:
+		if (inet_ntop(AF_INET6, &sin6->sin6_addr, host,
+		    sizeof(host)) == NULL)
+			strlcpy_(host, "?", sizeof(host));
+		snprintf(buf, len, "[%s]:%u", host,
+		    (unsigned int)ntohs(sin6->sin6_port));
+		break;
+	case AF_INET:
+		if (inet_ntop(AF_INET, &sin->sin_addr, host,
+		    sizeof(host)) == NULL)
+			strlcpy_(host, "?", sizeof(host));
+		snprintf(buf, len, "%s:%u", host,
+		    (unsigned int)ntohs(sin->sin_port));
+		break;
+	case AF_UNIX:
+		snprintf(buf, len, "%s",
+		    ((const struct sockaddr_un *)sa)->sun_path);
+		break;
+	default:
+		snprintf(buf, len, "(address family %d)", sa->sa_family);
+	}
+}
+
+/* The port of an IPv4 or IPv6 address, 0 for anything else. */
+int
+sockaddr_port(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET6)
+		return (ntohs(((const struct sockaddr_in6 *)ss)->sin6_port));
+	if (ss->ss_family == AF_INET)
+		return (ntohs(((const struct sockaddr_in *)ss)->sin_port));
+	return (0);
+}
+
+/* Whether two IPv4 or IPv6 addresses are the same, ports aside. */
+int
+sockaddr_same_host(const struct sockaddr_storage *a,
+    const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return (0);
+	if (a->ss_family == AF_INET6)
+		return (memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+		    &((const struct sockaddr_in6 *)b)->sin6_addr,
+		    sizeof(struct in6_addr)) == 0);
+	if (a->ss_family == AF_INET)
+		return (((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		    ((const struct sockaddr_in *)b)->sin_addr.s_addr);
+	return (0);
+}
+
+/* Whether an address is the wildcard (0.0.0.0 or ::). */
+int
+sockaddr_is_any(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET6)
+		return (IN6_IS_ADDR_UNSPECIFIED(
+		    &((const struct sockaddr_in6 *)ss)->sin6_addr));
+	if (ss->ss_family == AF_INET)
+		return (((const struct sockaddr_in *)ss)->sin_addr.s_addr ==
+		    htonl(INADDR_ANY));
+	return (0);
 }
 
 /*

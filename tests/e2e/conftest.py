@@ -220,10 +220,11 @@ class Env:
 
     def start(self, tunnels, sshd=None, hosts=None, defaults=None,
               known_hosts=True, extra_args=(), conf_name="tunnels.conf",
-              sock=None, daemon_env=None):
+              sock=None, daemon_env=None, wrap=(), pass_fds=()):
         """Write the conf (and known_hosts) and start tunneld -d -f.
         A second daemon in the same test needs its own sock and
-        conf_name."""
+        conf_name. wrap: a program (and its arguments) that execs tunneld,
+        with pass_fds inherited."""
         sock = sock or self.sock
         if known_hosts and sshd is not None:
             self.write_known_hosts(sshd.port)
@@ -235,7 +236,8 @@ class Env:
         with open(conf) as f:
             with open(log, "w") as lf:
                 lf.write("=== %s\n%s\n=== log\n" % (conf, f.read()))
-        d = Tunneld(conf, sock, log, extra_args, env=daemon_env)
+        d = Tunneld(conf, sock, log, extra_args, env=daemon_env, wrap=wrap,
+                    pass_fds=pass_fds)
         self.daemons.append(d)
         d.start()
         return d

@@ -159,6 +159,35 @@ def echo_roundtrip(addr, payload=b"hello through the tunnel\n",
         return recv_all(s)
 
 
+def echo_loop(addr, stop, timeout=20.0):
+    """Clients one after another until the event stop is set, one echo
+    each; returns the counts: ok, refused (ECONNREFUSED), cut (any other
+    failure: reset, EOF, a wrong echo) with their errors, and the slowest
+    good echo in seconds. Across a restart, refused counts the clients the
+    daemon turned away; cut, those in flight when it stopped."""
+    r = {"ok": 0, "refused": 0, "cut": 0, "slowest": 0.0, "errors": []}
+    i = 0
+    while not stop.is_set():
+        i += 1
+        msg = b"client %d\n" % i
+        t0 = time.monotonic()
+        try:
+            got = echo_roundtrip(addr, msg, timeout=timeout)
+        except ConnectionRefusedError:
+            r["refused"] += 1
+            time.sleep(0.01)
+            continue
+        except OSError as e:
+            got = repr(e)
+        if got == msg:
+            r["ok"] += 1
+            r["slowest"] = max(r["slowest"], time.monotonic() - t0)
+        else:
+            r["cut"] += 1
+            r["errors"].append(got)
+    return r
+
+
 # ---------------------------------------------------------------------------
 # Loopback servers
 
@@ -657,12 +686,15 @@ def run_tunctl(sock, *args, timeout=30, env=None, json_out=False):
 class Tunneld:
     """One tunneld -d -f CONF process and the tunctl helpers around it."""
 
-    def __init__(self, conf_path, sock, log, extra_args=(), env=None):
+    def __init__(self, conf_path, sock, log, extra_args=(), env=None,
+                 wrap=(), pass_fds=()):
         self.conf = conf_path
         self.sock = sock
         self.log = log
         self.extra_args = list(extra_args)
         self.env = env          # added to the environment, if any
+        self.wrap = list(wrap)  # a program that execs tunneld, and its args
+        self.pass_fds = tuple(pass_fds)
         self.proc = None
         self.returncode = None
 
@@ -670,7 +702,8 @@ class Tunneld:
     where = ""
 
     def command(self):
-        return [TUNNELD_BIN, "-d", "-f", self.conf] + self.extra_args
+        return self.wrap + [TUNNELD_BIN, "-d", "-f", self.conf] + \
+            self.extra_args
 
     def start(self, timeout=10.0):
         logf = open(self.log, "a")
@@ -679,7 +712,7 @@ class Tunneld:
             e = dict(os.environ)
             e.update(self.env)
         self.proc = subprocess.Popen(
-            self.command(),
+            self.command(), pass_fds=self.pass_fds,
             stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, env=e)
         logf.close()
         deadline = time.monotonic() + timeout

@@ -7,15 +7,19 @@ sysusers file, an sshd and the echo server inside the container.
   - systemctl reload applies an added tunnel, an open connection on
     another survives;
   - a frozen daemon (SIGSTOP) misses WatchdogSec=2 and systemd restarts it;
-  - tunneld.socket alone: tunctl status starts the service.
+  - tunneld.socket alone: tunctl status starts the service;
+  - systemctl restart under a client loop refuses no client (FDSTORE);
+  - port 80 through a socket unit, for a daemon without capabilities.
 
 One container for the module, always stopped (by PID) at the end.
 """
 
 import fcntl
+import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 
 import pytest
@@ -319,3 +323,100 @@ def test_socket_activation_by_tunctl(b):
         note("systemd: socket activation: tunctl status answered in %.2fs "
              "(service started by tunneld.socket)" % t)
     _check(b, body)
+
+
+def _journal_since(b, cursor, grep):
+    """tunneld.service's journal lines after cursor matching grep; with
+    cursor None, the cursor of the journal's end."""
+    if cursor is None:
+        r = b.ctr.run("journalctl", "-n", "0", "--show-cursor", "--no-pager",
+                      check=False)
+        return r.stdout.strip().rsplit("-- cursor: ", 1)[-1]
+    r = b.ctr.run("journalctl", "-u", "tunneld.service", "-o", "cat",
+                  "--no-pager", "--after-cursor", cursor, "-g", grep,
+                  check=False)
+    return r.stdout.splitlines()
+
+
+def test_fdstore_restart_refuses_no_client(b):
+    """systemctl restart (an upgrade) while clients connect in a loop: the
+    listener waits in systemd's file descriptor store, the kernel queues
+    the clients, the new daemon serves them. No refusal."""
+    def body():
+        b.write_conf([local("one", "127.0.0.1:7001", b.echo.target)])
+        cursor = _journal_since(b, None, None)
+        b.ctr.systemctl("start", "tunneld.service")
+        assert b.roundtrip(7001) == b"through the container's tunnel\n"
+        p = b.show("NFileDescriptorStore", "FileDescriptorStoreMax")
+        assert p["NFileDescriptorStore"] == "1", p
+        stop, res = threading.Event(), {}
+
+        def clients():
+            res.update(b.ctr.in_net(e2elib.echo_loop, ("127.0.0.1", 7001),
+                                    stop, timeout=180))
+        t = threading.Thread(target=clients, daemon=True)
+        t.start()
+        try:
+            time.sleep(1.0)
+            pids, times = [b.show("MainPID")["MainPID"]], []
+            for _ in range(3):
+                t0 = time.monotonic()
+                b.ctr.systemctl("restart", "tunneld.service")
+                times.append(time.monotonic() - t0)
+                pids.append(b.show("MainPID")["MainPID"])
+                time.sleep(1.0)
+        finally:
+            stop.set()
+            t.join(60)
+        assert len(set(pids)) == 4, pids
+        assert res, "the client loop did not finish"
+        kept = _journal_since(b, cursor, "tunnel one: listening on the "
+                              "socket systemd kept across the restart")
+        assert len(kept) == 3, kept
+        note("systemd: 3 restarts (%s s) under a client loop: %d echoes, "
+             "%d refused, %d cut in flight at a stop, slowest echo %.2fs" %
+             (", ".join("%.2f" % x for x in times), res["ok"],
+              res["refused"], res["cut"], res["slowest"]))
+        assert res["refused"] == 0, res
+        assert res["cut"] <= 3, res["errors"]
+        assert res["ok"] > 20, res
+    _check(b, body)
+
+
+def test_privileged_port_by_socket_unit_without_capabilities(b):
+    """A socket unit binds 127.0.0.1:80 for the tunnel "web"
+    (FileDescriptorName=web); the daemon, with no capability at all, serves
+    it, while port 81 that it must bind itself is refused to it."""
+    web = "/etc/systemd/system/tunneld-web.socket"
+
+    def body():
+        b.ctr.write(web, "[Socket]\nListenStream=127.0.0.1:80\n"
+                    "FileDescriptorName=web\nService=tunneld.service\n")
+        b.ctr.write("/etc/systemd/system/tunneld.service.d/e2e.conf",
+                    "[Service]\nCapabilityBoundingSet=\n"
+                    "AmbientCapabilities=\n")
+        b.ctr.systemctl("daemon-reload")
+        b.write_conf([local("web", "127.0.0.1:80", b.echo.target),
+                      local("self", "127.0.0.1:81", b.echo.target)])
+        b.ctr.systemctl("start", "tunneld-web.socket")
+        b.ctr.systemctl("start", "tunneld.service")
+        pid = b.show("MainPID")["MainPID"]
+        caps = b.ctr.run("grep", "^Cap", "/proc/%s/status" % pid).stdout
+        assert "CapEff:\t0000000000000000" in caps, caps
+        assert "CapBnd:\t0000000000000000" in caps, caps
+        assert b.roundtrip(80) == b"through the container's tunnel\n"
+        r = b.ctr.run("tunctl", "--json", "status", check=False)
+        st = {t["name"]: t for t in json.loads(r.stdout)["tunnels"]}
+        assert st["web"]["state"] == "up", st
+        assert st["self"]["state"] == "failed", st
+        assert "CAP_NET_BIND_SERVICE" in st["self"]["last_error"], st
+        note("systemd: port 80 from tunneld-web.socket served by a daemon "
+             "with CapEff 0; port 81 it binds itself: %s" %
+             st["self"]["last_error"])
+    try:
+        _check(b, body)
+    finally:
+        b.ctr.systemctl("stop", "tunneld.service", "tunneld-web.socket",
+                        check=False)
+        b.ctr.run("rm", "-f", web)
+        b.ctr.systemctl("daemon-reload")
