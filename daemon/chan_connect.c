@@ -35,11 +35,13 @@ void
 chan_connect(struct chan *c, const struct endpoint *t)
 {
 	struct sockaddr_un	sun;
+	char			who[sizeof("tunnel ") + NAME_MAXLEN];
 	int			fd;
 
 	if (!t->is_unix) {
-		c->dial = dial_start(t->host, t->port, CHAN_CONNECT_ATTEMPT,
-		    chan_connect_dial_cb, c);
+		snprintf(who, sizeof(who), "tunnel %s", c->fwd->tc->name);
+		c->dial = dial_start(who, t->host, t->port,
+		    CHAN_CONNECT_ATTEMPT, chan_connect_dial_cb, c);
 		return;
 	}
 	memset(&sun, 0, sizeof(sun));

@@ -67,6 +67,7 @@ struct dial_try {
 /* One resolve-and-connect, or the shell of a cancelled one. */
 struct dial {
 	char			*host;		/* NULL once a shell */
+	char			*tag;		/* "link db: dial HOST" */
 	int			 port;
 	double			 timeout;	/* per attempt, s; 0: none */
 	dial_cb			 cb;
@@ -117,13 +118,14 @@ static void	dial_note_error(struct dial *, int, const char *, ...)
 static void	dial_note_timeout(struct dial *, const char *);
 
 /*
- * Start resolving and connecting host:port; attempt_timeout is each
+ * Start resolving and connecting host:port for who ("link db", "tunnel
+ * pg": what its log lines are about, or NULL); attempt_timeout is each
  * attempt's deadline in seconds (<= 0: none). cb runs once, on a later
  * loop turn, unless dial_cancel() comes first.
  */
 struct dial *
-dial_start(const char *host, int port, double attempt_timeout, dial_cb cb,
-    void *arg)
+dial_start(const char *who, const char *host, int port,
+    double attempt_timeout, dial_cb cb, void *arg)
 {
 	struct dial				*d;
 	struct evutil_addrinfo			 hints;
@@ -131,6 +133,8 @@ dial_start(const char *host, int port, double attempt_timeout, dial_cb cb,
 
 	d = xcalloc(1, sizeof(*d));
 	d->host = xstrdup(host != NULL ? host : "");
+	xasprintf(&d->tag, "%s%sdial %s", who != NULL ? who : "",
+	    who != NULL ? ": " : "", d->host);
 	d->port = port;
 	d->timeout = attempt_timeout > 0 ? attempt_timeout : 0;
 	d->cb = cb;
@@ -159,7 +163,7 @@ dial_start(const char *host, int port, double attempt_timeout, dial_cb cb,
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_protocol = IPPROTO_TCP;
-	log_debug("dial %s: resolving", d->host);
+	log_debug("%s: resolving", d->tag);
 	/* evdns answers at once from the hosts file, inside this call. */
 	d->resolving = 1;
 	req = evdns_getaddrinfo(td->dns, d->host, NULL, &hints, dial_dns_cb,
@@ -249,7 +253,7 @@ dial_dns_cb(int err, struct evutil_addrinfo *res, void *arg)
 		return;
 	}
 	evutil_freeaddrinfo(res);
-	log_debug("dial %s: %d address%s", d->host, d->ntries,
+	log_debug("%s: %d address%s", d->tag, d->ntries,
 	    d->ntries == 1 ? "" : "es");
 	dial_next(d);
 }
@@ -384,7 +388,7 @@ dial_try_start(struct dial *d, struct dial_try *t)
 	int		 fd, e;
 
 	sockaddr_format(&t->addr.sa, d->peer, sizeof(d->peer));
-	log_debug("dial %s: connecting to %s", d->host, d->peer);
+	log_debug("%s: connecting to %s", d->tag, d->peer);
 	fd = socket(t->addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, IPPROTO_TCP);
 	if (fd == -1) {
@@ -442,10 +446,10 @@ dial_try_cb(int fd, short what, void *arg)
 	if (what & EV_WRITE) {
 		dial_note_error(d, err, "connect to %s: %s", peer,
 		    strerror(err));
-		log_debug("dial %s: %s", d->host, d->err);
+		log_debug("%s: %s", d->tag, d->err);
 	} else {
 		dial_note_timeout(d, peer);
-		log_debug("dial %s: no answer from %s within %g s", d->host,
+		log_debug("%s: no answer from %s within %g s", d->tag,
 		    peer, d->timeout);
 	}
 	dial_next(d);
@@ -485,7 +489,7 @@ dial_win(struct dial *d, struct dial_try *t)
 	t->fd = -1;
 	dial_try_stop(d, t);
 	sockaddr_format(&t->addr.sa, d->peer, sizeof(d->peer));
-	log_debug("dial %s: connected to %s", d->host, d->peer);
+	log_debug("%s: connected to %s", d->tag, d->peer);
 	dial_stop(d);
 	dial_deliver(d);
 }
@@ -578,6 +582,8 @@ dial_release(struct dial *d)
 	d->ntries = d->next = 0;
 	free(d->host);
 	d->host = NULL;
+	free(d->tag);
+	d->tag = NULL;
 }
 
 /*

@@ -160,6 +160,40 @@ fwd_find(const char *name)
 	return (NULL);
 }
 
+/*
+ * The host a tunnel goes through, by the tunnel's name, for the journal's
+ * HOST= field (log_set_via): a live tunnel's, one being removed, else
+ * the configuration's; NULL if there is no such tunnel.
+ */
+const char *
+fwd_via(const char *name)
+{
+	struct linklist	*lists[2];
+	struct link	*l;
+	struct fwd	*f;
+	int		 i;
+
+	if (td == NULL)
+		return (NULL);
+	if ((f = fwd_find(name)) != NULL)
+		return (f->tc->via);
+	lists[0] = &td->links;
+	lists[1] = &td->dead_links;
+	for (i = 0; i < 2; i++) {
+		TAILQ_FOREACH(l, lists[i], entry) {
+			TAILQ_FOREACH(f, &l->dying, entry) {
+				if (strcmp(f->tc->name, name) == 0)
+					return (f->tc->via);
+			}
+		}
+	}
+	for (i = 0; td->conf != NULL && i < td->conf->ntunnels; i++) {
+		if (strcmp(td->conf->tunnels[i].name, name) == 0)
+			return (td->conf->tunnels[i].via);
+	}
+	return (NULL);
+}
+
 /* Change state: stamp it, log it, tell the control side. */
 void
 fwd_set_state(struct fwd *f, enum fwd_state state, const char *fmt, ...)

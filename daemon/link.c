@@ -342,7 +342,8 @@ link_retry_now(struct link *l)
 static void
 link_connect(struct link *l)
 {
-	struct timeval tv;
+	struct timeval	tv;
+	char		who[sizeof("link ") + NAME_MAXLEN];
 
 	link_close_session(l);
 	l->next_retry = 0;
@@ -360,7 +361,8 @@ link_connect(struct link *l)
 	l->phase = PHASE_TCP;
 	log_debug("link %s: connecting to %s port %d", l->hc->name,
 	    l->hc->address, l->hc->port);
-	l->dial = dial_start(l->hc->address, l->hc->port,
+	snprintf(who, sizeof(who), "link %s", l->hc->name);
+	l->dial = dial_start(who, l->hc->address, l->hc->port,
 	    (double)l->hc->connect_timeout, link_dial_cb, l);
 }
 

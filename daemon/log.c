@@ -1,7 +1,23 @@
 /*
- * log.c: OpenBSD-style logging to stderr. Under systemd (JOURNAL_STREAM set)
- * every line carries a <N> priority prefix so the journal keeps the level.
+ * log.c: OpenBSD-style logging to stderr (or syslog once detached).
+ *
+ * Under systemd (JOURNAL_STREAM set) every line on stderr carries a <N>
+ * priority prefix so the journal keeps the level. When JOURNAL_STREAM
+ * names the very stream stderr is (its "DEV:INODE" is what fstat(2) says
+ * of stderr, as systemd documents), the lines go to the journal by its
+ * native protocol instead, with fields: TUNNEL= and HOST= name what the
+ * line is about, so that "journalctl -u tunneld TUNNEL=pg" shows one
+ * tunnel. They are taken from the prefix every daemon line starts with
+ * by convention ("tunnel pg: ...", "link db: ...", "reload: tunnel pg
+ * ...", "reload: host db ..."); the host a tunnel goes through comes from
+ * a lookup the daemon registers, so that this file, which tunctl and the
+ * unit tests share, knows no daemon structure. If the journal's socket
+ * cannot be reached, the lines fall back to <N> on stderr for good.
  */
+#include <sys/stat.h>
+#include <sys/uio.h>
+
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,30 +25,55 @@
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
+
+/* No CODE_FILE= and CODE_LINE=: they would all name vlog() below. */
+#define SD_JOURNAL_SUPPRESS_LOCATION
+#include <systemd/sd-journal.h>
 
 #include "tunneld.h"
 
+#define LOG_MSGLEN	2048
+#define LOG_MESSAGE	"MESSAGE="
+
 static int	log_level = LOGL_INFO;
-static int	log_journal;
+static int	log_journal;	/* JOURNAL_STREAM set: <N> prefixes */
+static int	log_native;	/* stderr is the journal: send fields */
 static int	log_stamp;
 static int	log_syslog;
+static const char *(*log_via)(const char *);
 
 static void	vlog(int, const char *, va_list, int);
+static int	log_send(int, const char *, int);
 
 /*
  * Start logging: to stderr in the foreground (with <N> priorities when
- * systemd reads it), to syslog once detached.
+ * systemd reads it, or to the journal itself), to syslog once detached.
  */
 void
 log_init(int foreground, int verbose)
 {
-	log_journal = getenv("JOURNAL_STREAM") != NULL;
+	const char *stream = getenv("JOURNAL_STREAM");
+
+	log_journal = stream != NULL;
+	log_native = log_journal &&
+	    log_journal_stream(stream, STDERR_FILENO);
 	log_stamp = foreground && !log_journal;
 	log_level = verbose ? LOGL_DEBUG : LOGL_INFO;
 	if (!foreground && !log_journal && !log_syslog) {
 		openlog("tunneld", LOG_PID | LOG_NDELAY, LOG_DAEMON);
 		log_syslog = 1;
 	}
+}
+
+/*
+ * How the daemon finds the host a tunnel goes through, by the tunnel's
+ * name (NULL if none), for the journal's HOST= field.
+ */
+void
+log_set_via(const char *(*fn)(const char *))
+{
+	log_via = fn;
 }
 
 /* Set the most detailed level that is still printed. */
@@ -49,26 +90,164 @@ log_getlevel(void)
 	return (log_level);
 }
 
+/*
+ * Whether fd is the stream that JOURNAL_STREAM's value ("DEV:INODE", both
+ * decimal) names: only then does what is written to it reach the journal.
+ */
+int
+log_journal_stream(const char *value, int fd)
+{
+	struct stat		 sb;
+	unsigned long long	 dev, ino;
+	char			*end;
+
+	if (value == NULL || !isdigit((unsigned char)value[0]))
+		return (0);
+	errno = 0;
+	dev = strtoull(value, &end, 10);
+	if (errno != 0 || *end != ':' || !isdigit((unsigned char)end[1]))
+		return (0);
+	ino = strtoull(end + 1, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return (0);
+	if (fstat(fd, &sb) == -1)
+		return (0);
+	return ((unsigned long long)sb.st_dev == dev &&
+	    (unsigned long long)sb.st_ino == ino);
+}
+
+/*
+ * Copy the name s starts with ([A-Za-z0-9_.-], NAME_MAXLEN at most) into
+ * out (NAME_MAXLEN + 1 bytes) if end is one of the bytes that may follow
+ * it; return its length, or 0 with out empty.
+ */
+static size_t
+log_name(const char *s, const char *end, char *out)
+{
+	size_t n = 0;
+
+	out[0] = '\0';
+	while (n <= NAME_MAXLEN && (isalnum((unsigned char)s[n]) ||
+	    s[n] == '_' || s[n] == '.' || s[n] == '-'))
+		n++;
+	if (n == 0 || n > NAME_MAXLEN || strchr(end, s[n]) == NULL)
+		return (0);
+	memcpy(out, s, n);
+	out[n] = '\0';
+	return (n);
+}
+
+/*
+ * What a log line is about, from the daemon's prefixes: "tunnel NAME:",
+ * "link HOST:", "reload: tunnel NAME ...", "reload: host HOST ..."; a
+ * jump hop's connections, "tunnel jump to HOST:", are about the link they
+ * carry. tunnel and host (NAME_MAXLEN + 1 bytes each) get the names, ""
+ * where the line says none.
+ */
+void
+log_subject(const char *msg, char *tunnel, char *host)
+{
+	/* A name ends at ':' (or the line's end); in a reload line, at a
+	 * space too. */
+	const char	*end = ":";
+
+	tunnel[0] = host[0] = '\0';
+	if (strncmp(msg, "reload: ", 8) == 0) {
+		msg += 8;
+		end = ": ";
+		if (strncmp(msg, "host ", 5) == 0)
+			log_name(msg + 5, end, host);
+	} else if (strncmp(msg, "link ", 5) == 0)
+		log_name(msg + 5, end, host);
+	else if (strncmp(msg, "tunnel jump to ", 15) == 0) {
+		log_name(msg + 15, end, host);
+		return;
+	}
+	if (strncmp(msg, "tunnel ", 7) == 0)
+		log_name(msg + 7, end, tunnel);
+}
+
+/* Add one "FIELD=value" to the journal entry being built. */
+static void
+log_field(struct iovec *iov, int *n, const char *s)
+{
+	iov[*n].iov_base = (void *)s;
+	iov[*n].iov_len = strlen(s);
+	(*n)++;
+}
+
+/*
+ * Send a line to the journal with its fields; msg is preceded by
+ * "MESSAGE=" in its buffer. Returns -1 if the journal cannot be reached;
+ * from then on every line goes to stderr.
+ */
+static int
+log_send(int pri, const char *msg, int errnum)
+{
+	struct iovec	 iov[8];
+	char		 tunnel[NAME_MAXLEN + 1], host[NAME_MAXLEN + 1];
+	char		 f_tunnel[sizeof("TUNNEL=") + NAME_MAXLEN];
+	char		 f_host[sizeof("HOST=") + NAME_MAXLEN];
+	char		 f_pri[32], f_errno[32];
+	const char	*via;
+	int		 n = 0, rc;
+
+	log_field(iov, &n, msg - (sizeof(LOG_MESSAGE) - 1));
+	snprintf(f_pri, sizeof(f_pri), "PRIORITY=%d", pri);
+	log_field(iov, &n, f_pri);
+	log_field(iov, &n, "SYSLOG_IDENTIFIER=tunneld");
+	log_field(iov, &n, "SYSLOG_FACILITY=3");	/* LOG_DAEMON */
+	if (errnum != 0) {
+		snprintf(f_errno, sizeof(f_errno), "ERRNO=%d", errnum);
+		log_field(iov, &n, f_errno);
+	}
+	log_subject(msg, tunnel, host);
+	if (tunnel[0] != '\0') {
+		snprintf(f_tunnel, sizeof(f_tunnel), "TUNNEL=%s", tunnel);
+		log_field(iov, &n, f_tunnel);
+		if (host[0] == '\0' && log_via != NULL &&
+		    (via = log_via(tunnel)) != NULL)
+			strlcpy_(host, via, sizeof(host));
+	}
+	if (host[0] != '\0') {
+		snprintf(f_host, sizeof(f_host), "HOST=%s", host);
+		log_field(iov, &n, f_host);
+	}
+	if ((rc = sd_journal_sendv(iov, n)) >= 0)
+		return (0);
+	log_native = 0;
+	fprintf(stderr, "<%d>log: cannot send to the journal (%s), logging "
+	    "to standard error\n", LOGL_WARNING, strerror(-rc));
+	return (-1);
+}
+
 /* Print one line at a priority, with errno's text when asked. */
 static void
 vlog(int pri, const char *fmt, va_list ap, int with_errno)
 {
 	static const char *names[] = { "emerg", "alert", "crit", "error",
 	    "warning", "notice", "info", "debug" };
-	char		 msg[2048], stamp[32];
+	char		 buf[sizeof(LOG_MESSAGE) - 1 + LOG_MSGLEN], stamp[32];
+	char		*msg = buf + sizeof(LOG_MESSAGE) - 1;
 	int		 saved = errno;
+	size_t		 len;
 	struct tm	 tm;
 	struct timespec	 now;
 
 	if (pri > log_level)
 		return;
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	memcpy(buf, LOG_MESSAGE, sizeof(LOG_MESSAGE) - 1);
+	vsnprintf(msg, LOG_MSGLEN, fmt, ap);
 	if (with_errno) {
-		size_t len = strlen(msg);
-		snprintf(msg + len, sizeof(msg) - len, ": %s", strerror(saved));
+		len = strlen(msg);
+		snprintf(msg + len, LOG_MSGLEN - len, ": %s",
+		    strerror(saved));
 	}
 	if (log_syslog)
 		syslog(pri, "%s", msg);
+	else if (log_native && log_send(pri, msg, with_errno ? saved : 0) ==
+	    0)
+		;	/* in the journal */
 	else if (log_journal)
 		fprintf(stderr, "<%d>%s\n", pri, msg);
 	else if (log_stamp) {

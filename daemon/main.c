@@ -204,6 +204,7 @@ main(int argc, char *argv[])
 		return (check_only(td->conf_path));
 
 	log_init(1, td->verbose);
+	log_set_via(fwd_via);
 	if (td->conf_path[0] != '/') {
 		/* daemon() moves to /: reload must find the file again. */
 		if (getcwd(cwd, sizeof(cwd)) == NULL)

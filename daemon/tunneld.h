@@ -336,8 +336,11 @@ extern struct tunneld *td;
 
 /* log.c */
 void	log_init(int, int);
+void	log_set_via(const char *(*)(const char *));
 void	log_setlevel(int);
 int	log_getlevel(void);
+int	log_journal_stream(const char *, int);
+void	log_subject(const char *, char *, char *);
 void	log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_notice(const char *, ...) __attribute__((format(printf, 1, 2)));
@@ -443,7 +446,7 @@ void	 conf_hc_clear(struct host_conf *);
 /* dial.c */
 struct dial;
 /*
- * The result of dial_start(host, port, attempt_timeout, cb, arg), on a
+ * The result of dial_start(who, host, port, attempt_timeout, cb, arg), on a
  * later loop turn; the dial is freed when cb returns (forget the pointer).
  * Connected: (fd, peer, NULL, arg), the non-blocking socket now the
  * callee's, peer "1.2.3.4:22" or "[2001:db8::1]:22". Failed: (-1, the last
@@ -451,7 +454,8 @@ struct dial;
  * inside cb.
  */
 typedef void (*dial_cb)(int, const char *, const char *, void *);
-struct dial *dial_start(const char *, int, double, dial_cb, void *);
+struct dial *dial_start(const char *, const char *, int, double, dial_cb,
+	    void *);
 void	 dial_cancel(struct dial *);
 
 /* link.c */
@@ -552,6 +556,7 @@ void	 fwd_remove(struct fwd *);
 struct fwdlist *fwd_list(struct fwd *);
 void	 fwd_reap(struct link *);
 struct fwd *fwd_find(const char *);
+const char *fwd_via(const char *);
 int	 fwd_enable(struct fwd *);
 void	 fwd_disable(struct fwd *);
 void	 fwd_restart(struct fwd *);

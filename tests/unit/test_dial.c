@@ -365,7 +365,7 @@ start(struct result *r, const char *host, int port, double timeout)
 {
 	memset(r, 0, sizeof(*r));
 	r->fd = -2;
-	r->d = dial_start(host, port, timeout, result_cb, r);
+	r->d = dial_start(NULL, host, port, timeout, result_cb, r);
 	assert_non_null(r->d);
 	assert_int_equal(r->called, 0);
 }
