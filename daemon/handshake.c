@@ -3,8 +3,13 @@
  * key check against known_hosts (strict or accept-new) and public-key
  * authentication from the agent and the identity files. Every step is
  * non-blocking: a step that answers SSH_AGAIN is called again by the pump
- * when the socket is ready.
+ * when the socket is ready. The agent's keys go through our own agent
+ * client (agent.c): libssh only reads answers prepared for it, and while
+ * the real agent works (a key added with ssh-add -c waits for a person)
+ * the step waits for agent.c's kick.
  */
+#include <sys/types.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -15,10 +20,26 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "tunneld.h"
+
+/* The agent's key list must come within this (at most half the attempt). */
+#define HANDSHAKE_AGENT_LIST_TIMEOUT	5.0
+
+/* What the agent step tells handshake_auth(). */
+#define AUTH_WAIT	0	/* call again */
+#define AUTH_OK		1	/* authenticated */
+#define AUTH_LOST	-1	/* the link failed (torn down) */
+#define AUTH_NEXT	2	/* on to the identity files */
+#define AUTH_MORE	3	/* another pass with the keys left */
 
 static int	handshake_hostkey(struct link *);
 static int	handshake_auth(struct link *);
+static int	handshake_agent(struct link *);
+static int	handshake_agent_pass(struct link *, struct agent *);
+static int	handshake_agent_wait(struct link *);
+static void	handshake_agent_key(struct agent *, int, char *, size_t);
 static void	handshake_note(struct link *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 static void	handshake_fingerprint(ssh_key, char *, size_t);
@@ -190,6 +211,231 @@ handshake_note(struct link *l, const char *fmt, ...)
 	    len > 0 ? "; " : "", note);
 }
 
+/* Base64 of len bytes (for ssh_pki_import_pubkey_base64); free it. */
+static char *
+handshake_base64(const unsigned char *in, size_t len)
+{
+	static const char	 tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				    "abcdefghijklmnopqrstuvwxyz0123456789+/";
+	char			*out, *o;
+	uint32_t		 v;
+	size_t			 i;
+
+	out = o = xmalloc((len + 2) / 3 * 4 + 1);
+	for (i = 0; i < len; i += 3) {
+		v = (uint32_t)in[i] << 16;
+		if (i + 1 < len)
+			v |= (uint32_t)in[i + 1] << 8;
+		if (i + 2 < len)
+			v |= in[i + 2];
+		*o++ = tab[(v >> 18) & 63];
+		*o++ = tab[(v >> 12) & 63];
+		*o++ = i + 1 < len ? tab[(v >> 6) & 63] : '=';
+		*o++ = i + 2 < len ? tab[v & 63] : '=';
+	}
+	*o = '\0';
+	return (out);
+}
+
+/* The fingerprint of the agent's key k, for notes and the log. */
+static void
+handshake_agent_key(struct agent *a, int k, char *buf, size_t len)
+{
+	const unsigned char	*blob;
+	size_t			 bloblen, n;
+	char			 type[64], *b64;
+	ssh_key			 key = NULL;
+
+	snprintf(buf, len, "(unknown key)");
+	if ((blob = agent_key_blob(a, k, &bloblen)) == NULL || bloblen < 4)
+		return;
+	/* The blob starts with its type's name as an SSH string. */
+	n = (size_t)blob[0] << 24 | (size_t)blob[1] << 16 |
+	    (size_t)blob[2] << 8 | blob[3];
+	if (n == 0 || n >= sizeof(type) || n > bloblen - 4)
+		return;
+	memcpy(type, blob + 4, n);
+	type[n] = '\0';
+	b64 = handshake_base64(blob, bloblen);
+	if (ssh_pki_import_pubkey_base64(b64, ssh_key_type_from_name(type),
+	    &key) == SSH_OK) {
+		handshake_fingerprint(key, buf, len);
+		ssh_key_free(key);
+	}
+	free(b64);
+}
+
+/*
+ * While the real agent works, the session waits: notice a server that
+ * hung up at once, and do not spin on bytes it sent (nothing is read
+ * until the agent answered; its kick brings the socket back).
+ */
+static int
+handshake_agent_wait(struct link *l)
+{
+	ssize_t	n;
+	char	c;
+
+	if (link_fd_lost(l))
+		return (AUTH_LOST);
+	n = recv(l->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0 || (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK &&
+	    errno != EINTR)) {
+		link_fail(l, "connection to %s lost during authentication: %s",
+		    l->peer, n == 0 ? "closed by the server" : strerror(errno));
+		return (AUTH_LOST);
+	}
+	if (n > 0 && l->ev_io != NULL)
+		event_del(l->ev_io);
+	return (AUTH_WAIT);
+}
+
+/*
+ * The agent step: list the agent's keys through agent.c, run passes of
+ * ssh_userauth_agent on the answers it prepared, have the real agent sign
+ * for the key the server accepts, and run the pass that hands libssh
+ * that signature. AUTH_NEXT (with a note) moves on to the identity files.
+ */
+static int
+handshake_agent(struct link *l)
+{
+	struct agent	*a;
+	const char	*path;
+	char		 fp[256];
+	double		 timeout;
+	int		 rc;
+
+	if (l->agent == NULL) {
+		path = getenv("SSH_AUTH_SOCK");
+		if (path == NULL || *path == '\0') {
+			handshake_note(l, "agent: SSH_AUTH_SOCK is not set");
+			return (AUTH_NEXT);
+		}
+		timeout = l->hc->connect_timeout / 2.0;
+		if (timeout > HANDSHAKE_AGENT_LIST_TIMEOUT)
+			timeout = HANDSHAKE_AGENT_LIST_TIMEOUT;
+		l->agent = agent_new(l, path, timeout);
+	}
+	a = l->agent;
+	if (agent_status(a) != AGENT_BUSY && l->ev_io != NULL &&
+	    !event_pending(l->ev_io, EV_READ, NULL))
+		event_add(l->ev_io, NULL);	/* handshake_agent_wait() */
+
+	for (;;) {
+		switch (agent_status(a)) {
+		case AGENT_BUSY:
+			return (handshake_agent_wait(l));
+		case AGENT_FAILED:
+			handshake_note(l, "agent: %s", agent_error(a));
+			return (AUTH_NEXT);
+		case AGENT_REFUSED:
+			handshake_agent_key(a, agent_signing(a), fp,
+			    sizeof(fp));
+			log_info("link %s: the agent refused to sign with %s",
+			    l->hc->name, fp);
+			handshake_note(l, "agent: %s: the agent refused to "
+			    "sign (not confirmed?)", fp);
+			agent_skip(a);
+			continue;
+		case AGENT_IDLE:
+			if (agent_keys_left(a) == 0) {
+				/* Unless a note already says why. */
+				if (strstr(l->auth_notes, "agent: ") == NULL)
+					handshake_note(l,
+					    "agent: no key accepted");
+				return (AUTH_NEXT);
+			}
+			if (agent_prime(a, l->session) == -1) {
+				handshake_note(l, "agent: %s", agent_error(a));
+				return (AUTH_NEXT);
+			}
+			/* FALLTHROUGH */
+		case AGENT_PASS:
+			rc = handshake_agent_pass(l, a);
+			if (rc != AUTH_MORE)
+				return (rc);
+			continue;
+		}
+	}
+}
+
+/*
+ * One pass of ssh_userauth_agent on the answers agent.c prepared; AUTH_MORE
+ * when the agent was asked to sign, or the keys after the one signed for
+ * get their turn.
+ */
+static int
+handshake_agent_pass(struct link *l, struct agent *a)
+{
+	char	fp[256];
+	int	rc, k;
+
+	rc = ssh_userauth_agent(l->session, NULL);
+	if (rc == SSH_AUTH_AGAIN)
+		return (AUTH_WAIT);
+	k = agent_collect(a);
+	if (rc == SSH_AUTH_SUCCESS) {
+		handshake_agent_key(a, k, fp, sizeof(fp));
+		log_debug("link %s: authenticated with the agent's key %s",
+		    l->hc->name, fp);
+		agent_free(l->agent);
+		l->agent = NULL;
+		return (AUTH_OK);
+	}
+	if (!ssh_is_connected(l->session)) {
+		link_fail(l, "connection lost during authentication: %s",
+		    ssh_get_error(l->session));
+		return (AUTH_LOST);
+	}
+	if (agent_signed(a)) {
+		/* Our signature went out, and still no. */
+		handshake_agent_key(a, agent_signing(a), fp, sizeof(fp));
+		if (rc == SSH_AUTH_PARTIAL)
+			handshake_note(l, "agent: %s: accepted, but the "
+			    "server wants another method as well", fp);
+		else
+			handshake_note(l, "agent: %s: signature not accepted",
+			    fp);
+		agent_skip(a);
+		return (AUTH_MORE);
+	}
+	if (rc == SSH_AUTH_ERROR && k != -1) {
+		/* The server accepts key k: libssh asked to sign, read FAILURE. */
+		handshake_agent_key(a, k, fp, sizeof(fp));
+		log_info("link %s: %s accepts the agent's key %s; waiting for "
+		    "the agent to sign", l->hc->name, l->peer, fp);
+		agent_sign(a, k);
+		return (AUTH_MORE);
+	}
+	if (rc == SSH_AUTH_ERROR)
+		handshake_note(l, "agent: %s", ssh_get_error(l->session));
+	else
+		handshake_note(l, "agent: no key accepted");
+	return (AUTH_NEXT);
+}
+
+/*
+ * What a connect timeout in PHASE_AUTH was waiting for, for the link's
+ * error: a signature from the agent (a key added with ssh-add -c waits for
+ * its confirmation), or the server.
+ */
+const char *
+handshake_waiting(struct link *l)
+{
+	static char	buf[ERR_MAXLEN];
+	char		fp[256];
+
+	if (l->agent == NULL || agent_status(l->agent) != AGENT_BUSY)
+		return ("authentication");
+	if (agent_signing(l->agent) == -1)
+		return ("authentication: waiting for the agent's keys");
+	handshake_agent_key(l->agent, agent_signing(l->agent), fp, sizeof(fp));
+	snprintf(buf, sizeof(buf), "authentication: the agent did not sign "
+	    "with %s in time; a key added with ssh-add -c must be confirmed "
+	    "within connect_timeout", fp);
+	return (buf);
+}
+
 /*
  * Offer the agent's keys (when agent = true), then each identity file in
  * turn. Step 0 is the agent, step i the identity file i - 1.
@@ -203,26 +449,13 @@ handshake_auth(struct link *l)
 
 	for (;;) {
 		if (l->auth_step == 0) {
-			if (!hc->agent) {
-				l->auth_step = 1;
-				continue;
+			if (hc->agent) {
+				rc = handshake_agent(l);
+				if (rc != AUTH_NEXT)
+					return (rc);
 			}
-			rc = ssh_userauth_agent(l->session, NULL);
-			if (rc == SSH_AUTH_AGAIN)
-				return (0);
-			if (rc == SSH_AUTH_SUCCESS)
-				return (1);
-			if (!ssh_is_connected(l->session)) {
-				link_fail(l, "connection lost during "
-				    "authentication: %s",
-				    ssh_get_error(l->session));
-				return (-1);
-			}
-			if (getenv("SSH_AUTH_SOCK") == NULL)
-				handshake_note(l, "agent: SSH_AUTH_SOCK is "
-				    "not set");
-			else
-				handshake_note(l, "agent: no key accepted");
+			agent_free(l->agent);
+			l->agent = NULL;
 			l->auth_step = 1;
 			continue;
 		}

@@ -473,6 +473,8 @@ link_close_session(struct link *l)
 		ssh_key_free(l->key);
 		l->key = NULL;
 	}
+	agent_free(l->agent);		/* libssh keeps (and closes) its fd */
+	l->agent = NULL;
 	/* libssh closes our fd itself after a write error: never twice. */
 	sendq_detach(l->fd);
 	if (l->session != NULL && ssh_get_fd(l->session) != l->fd)
@@ -619,7 +621,7 @@ link_timer_cb(int fd, short what, void *arg)
 		    l->hc->connect_timeout,
 		    l->phase == PHASE_TCP ? "TCP connect" :
 		    l->phase == PHASE_HANDSHAKE ? "SSH handshake" :
-		    "authentication");
+		    handshake_waiting(l));
 		return;
 	}
 	if (l->state == LINK_BACKOFF || l->state == LINK_FAILED) {

@@ -185,6 +185,7 @@ struct link {
 	char			 peer[HOST_MAXLEN + 16];	/* addr:port in use */
 	int			 auth_step;	/* agent, then identity files */
 	ssh_key			 key;		/* identity being offered */
+	struct agent		*agent;		/* our agent client, owned */
 	char			 auth_notes[ERR_MAXLEN];	/* keys tried */
 
 	/* The session. */
@@ -489,6 +490,29 @@ int	 jump_in_use(const struct link *);
 
 /* handshake.c */
 int	 handshake_step(struct link *);
+const char *handshake_waiting(struct link *);
+
+/* agent.c: our ssh-agent client; libssh only reads what it prepared. */
+struct agent;
+enum agent_state {
+	AGENT_BUSY,		/* a request is out: the link is kicked */
+	AGENT_IDLE,		/* ready for a pass */
+	AGENT_PASS,		/* ssh_userauth_agent is running */
+	AGENT_REFUSED,		/* the agent would not sign */
+	AGENT_FAILED,		/* unusable: agent_error() */
+};
+struct agent *agent_new(struct link *, const char *, double);
+void	 agent_free(struct agent *);
+enum agent_state agent_status(const struct agent *);
+const char *agent_error(const struct agent *);
+int	 agent_keys_left(const struct agent *);
+int	 agent_signing(const struct agent *);
+int	 agent_signed(const struct agent *);
+const unsigned char *agent_key_blob(const struct agent *, int, size_t *);
+int	 agent_prime(struct agent *, ssh_session);
+int	 agent_collect(struct agent *);
+void	 agent_sign(struct agent *, int);
+void	 agent_skip(struct agent *);
 
 /* greq.c */
 void	 greq_push(struct link *, enum greq_type, struct fwd *, const char *,
