@@ -649,7 +649,7 @@ chan_pump(struct chan *c)
 	struct link	*l = c->link;
 	struct fwd	*f = c->fwd;
 	struct endpoint	 ep;
-	char		 tgt[PATH_MAXLEN + 16];
+	char		 tgt[PATH_MAXLEN + 16], why[ERR_MAXLEN];
 	int		 rc;
 
 	switch (c->state) {
@@ -683,11 +683,12 @@ chan_pump(struct chan *c)
 				ep = f->tc->target;
 			endpoint_format(&ep, 0, tgt, sizeof(tgt));
 			f->conns_failed++;
+			ssh_open_failure(ssh_get_error(l->session), why,
+			    sizeof(why));
 			fwd_note_error(f, "connect to %s from %s failed: %s",
-			    tgt, l->hc->name, ssh_get_error(l->session));
+			    tgt, l->hc->name, why);
 			if (c->socks != NULL)
-				chan_socks_opened(c, 0,
-				    ssh_get_error(l->session));
+				chan_socks_opened(c, 0, why);
 			else
 				chan_kill(c, "channel open refused");
 			return;

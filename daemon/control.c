@@ -697,8 +697,11 @@ control_updown(struct control_client *c, struct ctl_request *req)
 			fwd_restart(list[i]);
 			break;
 		}
-		control_line(c, "%s: %s", list[i]->tc->name,
-		    fwd_state_name(list[i]->state));
+		/* A server that kept a remote listener: say so here too. */
+		control_line(c, "%s: %s%s%s", list[i]->tc->name,
+		    fwd_state_name(list[i]->state), list[i]->remote_kept ?
+		    "; warning: " : "", list[i]->remote_kept ?
+		    list[i]->last_error : "");
 	}
 	free(list);
 	if (failed > 1)

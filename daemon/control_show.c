@@ -340,14 +340,15 @@ control_show_link_row(const struct link *l, char **row, double now)
 	else
 		strlcpy_(buf, "-", sizeof(buf));
 	row[3] = xstrdup(buf);
-	xasprintf(&row[4], "%d", l->retries);
+	/* Failures in a row: the backoff remembers them while up, not us. */
+	xasprintf(&row[4], "%d", l->state == LINK_UP ? 0 : l->retries);
 	if (l->next_retry > 0)
 		format_duration(ceil(fmax(0, l->next_retry - now)), buf,
 		    sizeof(buf));
 	else
 		strlcpy_(buf, "-", sizeof(buf));
 	row[5] = xstrdup(buf);
-	if (l->rtt_us >= 0)
+	if (l->rtt_us >= 0 && l->state == LINK_UP)
 		xasprintf(&row[6], "%.1fms", l->rtt_us / 1000.0);
 	else
 		row[6] = xstrdup("-");
@@ -397,13 +398,14 @@ control_show_link_json(struct evbuffer *b, const struct link *l, double now)
 		    floor(now - l->since_mono));
 	else
 		evbuffer_add_printf(b, ",\"since_seconds\":null");
-	evbuffer_add_printf(b, ",\"retries\":%d", l->retries);
+	evbuffer_add_printf(b, ",\"retries\":%d",
+	    l->state == LINK_UP ? 0 : l->retries);
 	if (l->next_retry > 0)
 		evbuffer_add_printf(b, ",\"next_retry_seconds\":%.0f",
 		    ceil(fmax(0, l->next_retry - now)));
 	else
 		evbuffer_add_printf(b, ",\"next_retry_seconds\":null");
-	if (l->rtt_us >= 0)
+	if (l->rtt_us >= 0 && l->state == LINK_UP)
 		evbuffer_add_printf(b, ",\"rtt_ms\":%.3f", l->rtt_us / 1000.0);
 	else
 		evbuffer_add_printf(b, ",\"rtt_ms\":null");

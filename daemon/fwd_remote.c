@@ -4,6 +4,16 @@
  * after every reconnect, retried with backoff when refused, and cancelled
  * (cancel-tcpip-forward) when the tunnel stops. Connections arrive as
  * forwarded-tcpip channels, which libssh 0.10 hands out only when polled.
+ *
+ * A server may refuse the cancel and keep listening for our session:
+ * Dropbear before 2026.90 refuses every one (svr_cancelremotetcp() compares
+ * an uninitialised channel type, and get_listener() looks at its first
+ * listener only; fixed by Dropbear's commit f5d44406). Whatever address
+ * string we send, it cannot succeed. So such a listener is remembered as a
+ * leftover of the session: its connections are closed, the tunnel's status
+ * says the server still listens, and the next tunnel to ask for that
+ * listener takes it back instead of being refused against ourselves. Known
+ * Dropbear versions are not even sent the cancel.
  */
 #include <sys/types.h>
 
@@ -16,8 +26,17 @@
 
 #include "tunneld.h"
 
+#define FWD_LEFTOVERS_MAX	256	/* remembered per session */
+#define FWD_NOT_ALLOWED	"the server does not allow this remote forward " \
+	"(OpenSSH: AllowTcpForwarding, DisableForwarding, PermitListen, " \
+	"permitlisten= on the key; Dropbear: -k)"
+
 static const char *fwd_remote_addr(const struct fwd *);
 static struct fwd *fwd_remote_find(struct link *, int);
+static int	fwd_remote_server_keeps(struct link *);
+static int	fwd_remote_allowed(const struct fwd *);
+static void	fwd_remote_leftover(struct link *, const char *, const char *,
+		    int, int);
 
 /* Is this a tunnel whose listener lives on the server? */
 int
@@ -60,19 +79,139 @@ fwd_remote_start(struct fwd *f)
 	fwd_settle(f);
 }
 
+/*
+ * Whether the server is known to refuse cancel-tcpip-forward: it did once
+ * in this session, or it is a Dropbear older than 2026.90.
+ */
+static int
+fwd_remote_server_keeps(struct link *l)
+{
+	const char	*banner;
+	int		 year, rel;
+
+	if (l->cancel_refused)
+		return (1);
+	if (l->session == NULL ||
+	    (banner = ssh_get_serverbanner(l->session)) == NULL ||
+	    (banner = strstr(banner, "dropbear_")) == NULL ||
+	    sscanf(banner + 9, "%d.%d", &year, &rel) != 2)
+		return (0);
+	return (year < 2026 || (year == 2026 && rel < 90));
+}
+
 /* Stop listening on the server (if it still is) and forget queued asks. */
 void
 fwd_remote_stop(struct fwd *f)
 {
-	struct link *l = f->link;
+	struct link	*l = f->link;
+	struct greq	*g;
+	int		 bound;
 
 	evtimer_del(f->ev_retry);
 	greq_forget(l, f);
-	if (f->remote_bound && l->session != NULL && l->state == LINK_UP)
-		greq_push(l, GREQ_CANCEL, NULL, fwd_remote_addr(f),
-		    f->bound_port);
+	bound = f->remote_bound ? f->bound_port : 0;
 	f->remote_bound = 0;
 	f->bound_port = 0;
+	if (bound == 0 || l->session == NULL || l->state != LINK_UP)
+		return;
+	if (fwd_remote_server_keeps(l))
+		fwd_remote_leftover(l, f->tc->name, fwd_remote_addr(f),
+		    f->tc->listen.port, bound);
+	else {
+		g = greq_push(l, GREQ_CANCEL, NULL, fwd_remote_addr(f), bound);
+		strlcpy_(g->tunnel, f->tc->name, sizeof(g->tunnel));
+		g->req_port = f->tc->listen.port;
+	}
+}
+
+/* The server refused our cancel: it keeps the listener for our session. */
+void
+fwd_remote_kept(struct link *l, const struct greq *g)
+{
+	l->cancel_refused = 1;
+	fwd_remote_leftover(l, g->tunnel, g->addr, g->req_port, g->port);
+}
+
+/*
+ * Remember a listener the server keeps, and say so on its tunnel: in the
+ * log, and in its last error while it is down.
+ */
+static void
+fwd_remote_leftover(struct link *l, const char *tunnel, const char *addr,
+    int req_port, int port)
+{
+	struct leftover	*lo;
+	struct fwd	*f;
+
+	if (l->nleftovers >= FWD_LEFTOVERS_MAX) {
+		lo = TAILQ_FIRST(&l->leftovers);
+		TAILQ_REMOVE(&l->leftovers, lo, entry);
+		l->nleftovers--;
+		free(lo);
+	}
+	lo = xcalloc(1, sizeof(*lo));
+	strlcpy_(lo->tunnel, tunnel, sizeof(lo->tunnel));
+	strlcpy_(lo->addr, addr, sizeof(lo->addr));
+	lo->req_port = req_port;
+	lo->port = port;
+	TAILQ_INSERT_TAIL(&l->leftovers, lo, entry);
+	l->nleftovers++;
+	if ((f = fwd_find(tunnel)) != NULL && f->link == l &&
+	    !f->remote_bound) {
+		f->remote_kept = 1;
+		fwd_note_error(f, "%s did not stop listening on %s:%d (it "
+		    "refuses cancel-tcpip-forward%s): it keeps the port for "
+		    "this session until the link reconnects, closing its "
+		    "connections, and tunctl up takes it back", l->hc->name,
+		    addr, port, l->cancel_refused ? "" : ", as Dropbear "
+		    "before 2026.90 does");
+	} else
+		log_warnx("link %s: the server did not stop listening on "
+		    "%s:%d for tunnel %s (it refuses cancel-tcpip-forward): "
+		    "it keeps the port until the link reconnects",
+		    l->hc->name, addr, port, tunnel);
+}
+
+/*
+ * Before asking the server to listen for f: if it still listens there for
+ * our session (a leftover), take that listener back. Returns 1 if so.
+ */
+int
+fwd_remote_adopt(struct link *l, struct fwd *f)
+{
+	struct leftover	*lo;
+	const char	*addr = fwd_remote_addr(f);
+	int		 want = f->tc->listen.port;
+
+	TAILQ_FOREACH(lo, &l->leftovers, entry) {
+		if (strcmp(lo->addr, addr) != 0)
+			continue;
+		if (want != 0 ? lo->port == want : lo->req_port == 0 &&
+		    strcmp(lo->tunnel, f->tc->name) == 0)
+			break;
+	}
+	if (lo == NULL)
+		return (0);
+	log_info("tunnel %s: %s still listens on %s:%d for this session: "
+	    "taken back", f->tc->name, l->hc->name, addr, lo->port);
+	TAILQ_REMOVE(&l->leftovers, lo, entry);
+	l->nleftovers--;
+	fwd_remote_bound(f, 1, lo->port, NULL);
+	free(lo);
+	return (1);
+}
+
+/* The session is gone, and the server's leftovers with it. */
+void
+fwd_remote_forget_leftovers(struct link *l)
+{
+	struct leftover *lo;
+
+	while ((lo = TAILQ_FIRST(&l->leftovers)) != NULL) {
+		TAILQ_REMOVE(&l->leftovers, lo, entry);
+		free(lo);
+	}
+	l->nleftovers = 0;
 }
 
 /* The answer to our tcpip-forward request. */
@@ -85,6 +224,7 @@ fwd_remote_bound(struct fwd *f, int ok, int port, const char *err)
 
 	if (ok && port > 0 && port <= 65535) {
 		f->remote_bound = 1;
+		f->remote_kept = 0;
 		f->bound_port = port;
 		f->bind_failures = 0;
 		log_info("tunnel %s: %s listens on %s:%d", f->tc->name,
@@ -98,18 +238,41 @@ fwd_remote_bound(struct fwd *f, int ok, int port, const char *err)
 	else if (ep->port > 0 && ep->port < 1024 &&
 	    strcmp(f->link->hc->user, "root") != 0)
 		hint = "ports below 1024 need root on the server";
+	else if (ep->port == 0 || !fwd_remote_allowed(f))
+		/* Nothing of ours listens there: "in use" is a guess. */
+		hint = ep->port == 0 ? FWD_NOT_ALLOWED : "the port is in "
+		    "use on the server, or " FWD_NOT_ALLOWED;
 	else if (ep->host[0] != '\0' && strcmp(ep->host, "localhost") != 0 &&
 	    strcmp(ep->host, "127.0.0.1") != 0 && strcmp(ep->host, "::1") != 0)
 		hint = "a public bind needs GatewayPorts clientspecified (or "
-		    "yes) in the server's sshd_config, or the port is in use "
-		    "there";
+		    "yes) in the server's sshd_config (Dropbear: -a), or the "
+		    "port is in use there";
+	else if (monotime() - f->link->since_mono < 2.0 *
+	    f->link->hc->keepalive_interval * f->link->hc->keepalive_count_max)
+		hint = "the port is in use on the server, maybe by our previous "
+		    "session, which the server has not noticed is gone yet";
 	else
-		hint = "the port is in use on the server, maybe by a stale "
-		    "session of ours that the server has not noticed yet";
+		hint = "the port is in use on the server";
 	fwd_set_state(f, FWD_FAILED, "%s refused to listen on %s (%s): %s",
 	    f->link->hc->name, shown, err != NULL ? err : "refused", hint);
 	log_warnx("tunnel %s: %s", f->tc->name, f->last_error);
 	fwd_schedule_retry(f);
+}
+
+/*
+ * Whether the server lets this session forward remotely: another remote
+ * tunnel of the link is bound (then a refusal means the port is taken).
+ */
+static int
+fwd_remote_allowed(const struct fwd *f)
+{
+	const struct fwd *o;
+
+	TAILQ_FOREACH(o, &f->link->fwds, entry) {
+		if (o != f && fwd_is_remote(o) && o->remote_bound)
+			return (1);
+	}
+	return (0);
 }
 
 /* Which remote tunnel of this link listens on that port? */
@@ -124,6 +287,24 @@ fwd_remote_find(struct link *l, int port)
 			return (f);
 	}
 	return (NULL);
+}
+
+/*
+ * Close a forwarded channel we will not serve. libssh 0.10 accepted it
+ * with a 32,000-byte window, below its WINDOWLIMIT, so it answers each data
+ * packet that still arrives with a WINDOW_ADJUST, even after our CLOSE;
+ * Dropbear ends the whole session on a message for a channel it has
+ * already closed ("Unknown channel 0"). One read first raises the window
+ * to libssh's WINDOWBASE (the read's own top-up), so nothing follows the
+ * CLOSE: what still arrives fits in the window.
+ */
+static void
+fwd_remote_refuse(ssh_channel ch)
+{
+	char byte;
+
+	(void)ssh_channel_read_timeout(ch, &byte, 1, 0, 0);
+	ssh_channel_free(ch);
 }
 
 /* Take every forwarded-tcpip channel the server has opened for us. */
@@ -142,14 +323,14 @@ fwd_remote_accept(struct link *l)
 		free(orig);
 		orig = NULL;
 		if ((f = fwd_remote_find(l, dport)) == NULL) {
-			/* Also one that raced our cancel-tcpip-forward. */
-			log_info("link %s: connection to port %d, which no "
+			/* A leftover's, or one that raced our cancel. */
+			log_debug("link %s: connection to port %d, which no "
 			    "tunnel listens on: closed", l->hc->name, dport);
-			ssh_channel_free(ch);
+			fwd_remote_refuse(ch);
 			continue;
 		}
 		if (fwd_admit(f, peer) == -1) {
-			ssh_channel_free(ch);
+			fwd_remote_refuse(ch);
 			continue;
 		}
 		log_debug("tunnel %s: connection from %s", f->tc->name, peer);

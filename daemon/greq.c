@@ -27,7 +27,7 @@
 static void	greq_done(struct link *, struct greq *, int, int);
 
 /* Queue a global request; the pump sends it when the slot is free. */
-void
+struct greq *
 greq_push(struct link *l, enum greq_type type, struct fwd *f,
     const char *addr, int port)
 {
@@ -36,11 +36,15 @@ greq_push(struct link *l, enum greq_type type, struct fwd *f,
 	g = xcalloc(1, sizeof(*g));
 	g->type = type;
 	g->fwd = f;
+	if (f != NULL)
+		strlcpy_(g->tunnel, f->tc->name, sizeof(g->tunnel));
 	if (addr != NULL)
 		strlcpy_(g->addr, addr, sizeof(g->addr));
 	g->port = port;
+	g->req_port = port;
 	TAILQ_INSERT_TAIL(&l->greqs, g, entry);
 	link_kick(l);
+	return (g);
 }
 
 /* Is a request of this type for this tunnel queued or in flight? */
@@ -76,7 +80,10 @@ greq_forget(struct link *l, struct fwd *f)
 	}
 }
 
-/* The session is gone: drop every request. */
+/*
+ * The session is gone: drop every request, and forget the listeners the
+ * server kept for it (they went with it).
+ */
 void
 greq_clear(struct link *l)
 {
@@ -87,6 +94,7 @@ greq_clear(struct link *l)
 		free(g);
 	}
 	l->greq_busy = 0;
+	fwd_remote_forget_leftovers(l);
 }
 
 /* Collect the answer in flight and start the next requests. */
@@ -110,6 +118,13 @@ greq_run(struct link *l)
 				    0);
 			break;
 		case GREQ_LISTEN:
+			if (!l->greq_busy && g->fwd != NULL &&
+			    fwd_remote_adopt(l, g->fwd)) {
+				/* The server still listens for us. */
+				TAILQ_REMOVE(&l->greqs, g, entry);
+				free(g);
+				continue;
+			}
 			rc = ssh_channel_listen_forward(l->session, g->addr,
 			    g->port, &bound);
 			break;
@@ -134,7 +149,8 @@ greq_run(struct link *l)
 static void
 greq_done(struct link *l, struct greq *g, int rc, int bound)
 {
-	const char *err = ssh_get_error(l->session);
+	const char	*err = ssh_get_error(l->session);
+	struct greq	*c;
 
 	switch (g->type) {
 	case GREQ_KEEPALIVE:
@@ -149,13 +165,17 @@ greq_done(struct link *l, struct greq *g, int rc, int bound)
 			fwd_remote_bound(g->fwd, rc == SSH_OK, bound, err);
 		} else if (rc == SSH_OK) {
 			/* Its tunnel was stopped meanwhile: undo it. */
-			greq_push(l, GREQ_CANCEL, NULL, g->addr, bound);
+			c = greq_push(l, GREQ_CANCEL, NULL, g->addr, bound);
+			strlcpy_(c->tunnel, g->tunnel, sizeof(c->tunnel));
+			c->req_port = g->port;
 		}
 		break;
 	case GREQ_CANCEL:
 		log_debug("link %s: cancel-tcpip-forward %s:%d %s",
 		    l->hc->name, g->addr, g->port, rc == SSH_OK ? "done" :
 		    "refused");
+		if (rc != SSH_OK)
+			fwd_remote_kept(l, g);
 		break;
 	}
 }

@@ -86,6 +86,7 @@ link_new(const struct host_conf *hc)
 	TAILQ_INIT(&l->ready);
 	TAILQ_INIT(&l->parked);
 	TAILQ_INIT(&l->greqs);
+	TAILQ_INIT(&l->leftovers);
 	if ((l->ev_timer = evtimer_new(td->base, link_timer_cb, l)) == NULL ||
 	    (l->ev_keepalive = event_new(td->base, -1, EV_PERSIST,
 	    link_keepalive_cb, l)) == NULL ||

@@ -9,6 +9,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <event2/event.h>
 #include <systemd/sd-daemon.h>
@@ -20,6 +21,7 @@
 static struct event	*notify_ev_status;
 static struct event	*notify_ev_watchdog;
 static double		 notify_last_status;
+static char		 notify_last_text[128];	/* what systemd shows */
 
 static void	notify_status_cb(int, short, void *);
 static void	notify_watchdog_cb(int, short, void *);
@@ -135,6 +137,19 @@ notify_status_send(void)
 	if (failed > 0)
 		snprintf(status + len, sizeof(status) - len, ", %d failed",
 		    failed);
+	if (strcmp(status, notify_last_text) == 0)
+		return;		/* systemd shows it already */
 	sd_notify(0, status);
+	strlcpy_(notify_last_text, status, sizeof(notify_last_text));
 	notify_last_status = monotime();
+}
+
+/*
+ * Something else was said as STATUS= (a reload's "reloading ..."): the
+ * next summary goes out even if it reads as the last one did.
+ */
+void
+notify_status_said(void)
+{
+	notify_last_text[0] = '\0';
 }

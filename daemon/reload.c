@@ -437,6 +437,7 @@ reload_run(char **errors, char *summary, size_t len)
 	sd_notifyf(0, "RELOADING=1\nSTATUS=reloading %s\nMONOTONIC_USEC=%llu",
 	    td->conf_path, (unsigned long long)ts.tv_sec * 1000000ULL +
 	    (unsigned long long)ts.tv_nsec / 1000ULL);
+	notify_status_said();
 	log_info("reload: reading %s", td->conf_path);
 	if ((n = conf_load(td->conf_path, &nc, errors)) > 0) {
 		log_warnx("reload: %s has %d error%s; the running "

@@ -140,8 +140,25 @@ struct greq {
 	TAILQ_ENTRY(greq)	 entry;		/* on link->greqs */
 	enum greq_type		 type;
 	struct fwd		*fwd;		/* who asked; NULL once gone */
+	char			 tunnel[NAME_MAXLEN + 1];	/* its name */
 	char			 addr[HOST_MAXLEN + 1];
 	int			 port;
+	int			 req_port;	/* cancel: the port asked for */
+};
+
+/*
+ * A listener the server kept for our session after refusing our
+ * cancel-tcpip-forward (Dropbear before 2026.90 refuses them all): its
+ * connections are closed, and a tunnel that asks for the same listener
+ * takes it back instead of being refused against ourselves. Gone with the
+ * session (fwd_remote.c).
+ */
+struct leftover {
+	TAILQ_ENTRY(leftover)	 entry;		/* on link->leftovers */
+	char			 tunnel[NAME_MAXLEN + 1];	/* whose it was */
+	char			 addr[HOST_MAXLEN + 1];	/* as asked for */
+	int			 req_port;	/* as asked for: 0 = any */
+	int			 port;		/* where the server listens */
 };
 
 /* Link states, as tunctl shows them. */
@@ -210,6 +227,9 @@ struct link {
 	int			 greq_busy;	/* the first greq is in flight */
 	double			 greq_sent;	/* monotonic send time */
 	TAILQ_HEAD(, greq)	 greqs;
+	TAILQ_HEAD(, leftover)	 leftovers;	/* the server kept these */
+	int			 nleftovers;
+	int			 cancel_refused;	/* the server did once */
 
 	int			 out_blocked;	/* session output not flushed */
 	size_t			 turn_budget;	/* client bytes left this turn */
@@ -254,6 +274,7 @@ struct fwd {
 	int			 listen_unit;	/* listener from a socket unit */
 	int			 listen_stored;	/* a copy in systemd's store */
 	int			 remote_bound;	/* the server listens for us */
+	int			 remote_kept;	/* ...though we are down */
 	int			 bind_failures;
 	struct event		*ev_retry;	/* bind retry */
 	struct event		*ev_accept;	/* re-enable accept after EMFILE */
@@ -361,6 +382,7 @@ void	 endpoint_format(const struct endpoint *, int, char *, size_t);
 struct sockaddr;
 struct sockaddr_storage;
 void	 sockaddr_format(const struct sockaddr *, char *, size_t);
+void	 ssh_open_failure(const char *, char *, size_t);
 int	 sockaddr_port(const struct sockaddr_storage *);
 int	 sockaddr_same_host(const struct sockaddr_storage *,
 	    const struct sockaddr_storage *);
@@ -515,8 +537,8 @@ void	 agent_sign(struct agent *, int);
 void	 agent_skip(struct agent *);
 
 /* greq.c */
-void	 greq_push(struct link *, enum greq_type, struct fwd *, const char *,
-	    int);
+struct greq *greq_push(struct link *, enum greq_type, struct fwd *,
+	    const char *, int);
 int	 greq_pending(struct link *, enum greq_type, struct fwd *);
 void	 greq_forget(struct link *, struct fwd *);
 void	 greq_clear(struct link *);
@@ -540,6 +562,9 @@ void	 fwd_remote_start(struct fwd *);
 void	 fwd_remote_stop(struct fwd *);
 void	 fwd_remote_bound(struct fwd *, int, int, const char *);
 void	 fwd_remote_accept(struct link *);
+int	 fwd_remote_adopt(struct link *, struct fwd *);
+void	 fwd_remote_kept(struct link *, const struct greq *);
+void	 fwd_remote_forget_leftovers(struct link *);
 int	 fwd_is_remote(const struct fwd *);
 
 /* chan_socks.c */
@@ -655,5 +680,6 @@ void	 tunneld_reap_soon(void);
 void	 notify_init(void);
 void	 notify_free(void);
 void	 tunneld_status_changed(void);
+void	 notify_status_said(void);
 
 #endif /* TUNNELD_H */

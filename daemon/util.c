@@ -465,6 +465,57 @@ endpoint_parse(const char *s, int flags, struct endpoint *ep, char *err,
 }
 
 /*
+ * Why the server refused to open a channel, from libssh's text ("Channel
+ * opening failure: channel 43 error (1) open failed"): the RFC 4254 reason
+ * code in words an operator can act on, with the server's own
+ * description when it gave one. Any other text is kept as it is.
+ */
+void
+ssh_open_failure(const char *err, char *buf, size_t len)
+{
+	const char	*p, *desc;
+	char		*end;
+	long		 code;
+
+	if (err == NULL)
+		err = "";
+	if ((p = strstr(err, "Channel opening failure")) == NULL ||
+	    (p = strstr(p, " error (")) == NULL) {
+		snprintf(buf, len, "%s", err);
+		return;
+	}
+	code = strtol(p + 8, &end, 10);
+	if (*end != ')') {
+		snprintf(buf, len, "%s", err);
+		return;
+	}
+	desc = end + 1;
+	while (*desc == ' ')
+		desc++;
+	switch (code) {
+	case 1:		/* SSH_OPEN_ADMINISTRATIVELY_PROHIBITED */
+		snprintf(buf, len, "administratively prohibited by the server "
+		    "(forwarding disabled or not permitted for this key)");
+		break;
+	case 2:		/* SSH_OPEN_CONNECT_FAILED */
+		snprintf(buf, len, "the server could not connect%s%s",
+		    *desc != '\0' ? ": " : "", desc);
+		break;
+	case 3:		/* SSH_OPEN_UNKNOWN_CHANNEL_TYPE */
+		snprintf(buf, len, "the server does not know this channel "
+		    "type");
+		break;
+	case 4:		/* SSH_OPEN_RESOURCE_SHORTAGE */
+		snprintf(buf, len, "the server has too many channels open "
+		    "(resource shortage%s%s; Dropbear allows 1,000 per "
+		    "session)", *desc != '\0' ? ": " : "", desc);
+		break;
+	default:
+		snprintf(buf, len, "%s", err);
+	}
+}
+
+/*
  * A socket address as the logs show it: "1.2.3.4:22", "[2001:db8::1]:22",
  * or a UNIX socket's path.
  */

@@ -7,10 +7,12 @@ set -e
 # tests/e2e/test_install.py runs offline on a staged install.
 # systemd-container: systemd-nspawn, which boots the host's /usr in a
 # container for tests/e2e/test_systemd.py (tunneld under a real systemd).
+# dropbear-bin: the second SSH server of the end-to-end tests (only the
+# programs; the package "dropbear" would add a service).
 PKGS="build-essential pkg-config clang libssh-dev libevent-dev libconfig-dev
 libsystemd-dev libcmocka-dev openssh-server openssh-client socat
 netcat-openbsd curl python3-pytest iproute2 procps autossh
-systemd systemd-container"
+systemd systemd-container dropbear-bin"
 
 missing=""
 for p in $PKGS; do

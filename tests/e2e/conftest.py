@@ -19,6 +19,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import e2elib  # noqa: E402
+import dropbear  # noqa: E402
 from netns import topo  # noqa: E402,F401  (the namespace fixture)
 from e2elib import (HttpServer, Server, Sshd, Tunneld,  # noqa: E402
                     fingerprint, known_hosts_line, render_conf, ssh_keygen,
@@ -152,6 +153,40 @@ def own_sshd(workdir, keys):
     _logs.append(("sshd log", s.log))
     yield s
     s.stop()
+
+
+def _new_dropbear(workdir, keys, options=()):
+    why = dropbear.available()
+    assert why is None, why
+    d = os.path.join(workdir, "dropbear%d" % next(_counter))
+    s = dropbear.Dropbear(d, keys.host_key, keys.authorized_keys,
+                          options=options)
+    s.start()
+    _logs.append(("dropbear log", s.log))
+    return s
+
+
+@pytest.fixture(scope="module")
+def dropbear_srv(workdir, keys):
+    """A private Dropbear shared by the tests of one module."""
+    s = _new_dropbear(workdir, keys)
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def own_dropbear(workdir, keys):
+    """Factory: private Dropbears for one test (options: Dropbear's flags),
+    which it may stop, restart or freeze; all stopped after it."""
+    made = []
+
+    def make(options=()):
+        s = _new_dropbear(workdir, keys, options)
+        made.append(s)
+        return s
+    yield make
+    for s in made:
+        s.stop()
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import socket
 import threading
 import time
 
-from e2elib import (SLACK, echo_handler, free_port, local, log_event, note,
-                    tcp_listen)
+from e2elib import (SLACK, echo_handler, free_port, local, log_event,
+                    log_events, note, tcp_listen)
 
 
 class Notify:
@@ -154,3 +154,25 @@ def test_unix_listen_probe_never_blocks(env, sshd, servers, tdir):
         for c in fillers:
             c.close()
         owner.close()
+
+
+def test_status_not_repeated_when_unchanged(env, servers):
+    """A link that keeps failing changes state at every retry, but the
+    summary reads the same: STATUS= goes out once, not at every retry."""
+    n = Notify(env.path("notify.sock"))
+    try:
+        dead = free_port()          # nothing listens: every connect fails
+        d = env.start([local("t", tcp_listen(free_port()), "127.0.0.1:9")],
+                      hosts={"srv": {"address": "127.0.0.1", "port": dead}},
+                      known_hosts=False,
+                      defaults={"backoff_initial": 0.1, "backoff_max": 0.3},
+                      daemon_env={"NOTIFY_SOCKET": n.path})
+        n.drain(3.0)
+        retries = log_events(d.log, r"link srv: retry \d+ in")
+        st = n.lines("STATUS=")
+        note("STATUS= during %d retries in 3 s: %d message(s): %s" %
+             (len(retries), len(st), [m for _, m in st]))
+        assert len(retries) >= 6, retries
+        assert [m for _, m in st] == ["STATUS=0/1 tunnels up, 1 waiting"], st
+    finally:
+        n.close()
