@@ -6,6 +6,7 @@
 #   make demo       a throw-away sshd and tunneld moving data through each tunnel
 #   make bench      tunneld against OpenSSH on a private sshd (QUICK=1: < 2 min)
 #   make install    DESTDIR, PREFIX (make uninstall: the same variables)
+#   make deb        the Debian package: build-deb/tunneld_VERSION_ARCH.deb, lintian
 #   make clean
 
 PREFIX	?= /usr/local
@@ -142,7 +143,8 @@ fuzz-replay: $(addprefix $(B)/fuzz/,$(FUZZ_TARGETS))
 
 .PHONY: fuzz fuzz-replay
 
-e2e: all
+# deb: the package that tests/e2e/test_deb.py installs (built once here).
+e2e: all deb
 	TUNNELD_BIN=$(CURDIR)/$(B)/tunneld TUNCTL_BIN=$(CURDIR)/$(B)/tunctl \
 	    $(PYTHON) -m pytest -q tests/e2e $(PYTEST_ARGS)
 
@@ -242,6 +244,13 @@ uninstall:
 	@if [ "$(POSTINSTALL)" = yes ] && [ -d /run/systemd/system ]; then \
 		echo "systemctl daemon-reload"; systemctl daemon-reload; fi
 
+# make deb: the Debian package (debian/), built by dpkg-buildpackage in a
+# copy of the tree under $(DEB_DIR)/, then checked by lintian
+# (scripts/deb.sh says what it leaves there; LINTIAN=no skips lintian).
+DEB_DIR	?= build-deb
+deb:
+	@sh scripts/deb.sh '$(DEB_DIR)'
+
 clean:
 	rm -rf $(B) $(BA) tests/e2e/__pycache__ .pytest_cache
 
@@ -257,6 +266,6 @@ bench: all $(B)/loadgen
 	    LOADGEN_BIN=$(CURDIR)/$(B)/loadgen \
 	    $(PYTHON) bench/bench.py $(if $(filter 1 yes true,$(QUICK)),--quick) $(BENCH_ARGS)
 
-.PHONY: all asan deps unit e2e e2e-asan check configs demo install uninstall clean bench
+.PHONY: all asan deps unit e2e e2e-asan check configs demo install uninstall deb clean bench
 
 -include $(shell find $(B) $(BA) -name '*.d' 2>/dev/null)

@@ -9,10 +9,14 @@ set -e
 # container for tests/e2e/test_systemd.py (tunneld under a real systemd).
 # dropbear-bin: the second SSH server of the end-to-end tests (only the
 # programs; the package "dropbear" would add a service).
+# debhelper, dpkg-dev, lintian: make deb (debian/; Rules-Requires-Root: no,
+# so no fakeroot), which tests/e2e/test_deb.py installs in such a
+# container; util-linux: flock.
 PKGS="build-essential pkg-config clang libssh-dev libevent-dev libconfig-dev
 libsystemd-dev libcmocka-dev openssh-server openssh-client socat
 netcat-openbsd curl python3-pytest iproute2 procps autossh
-systemd systemd-container dropbear-bin"
+systemd systemd-container dropbear-bin
+debhelper dpkg-dev lintian util-linux"
 
 missing=""
 for p in $PKGS; do
