@@ -9,7 +9,8 @@ tunneld/OpenSSH, n and, where the project has a target, PASS or MISS.
 docs/benchmarks.md explains every figure.
 
 Every process started here is stopped here, by PID, on success, failure,
-time-out and Ctrl-C. Nothing connects anywhere but 127.0.0.1.
+time-out and Ctrl-C. Nothing connects anywhere but 127.0.0.1 and, for the WAN
+section, a network namespace it creates.
 """
 
 import argparse
@@ -48,18 +49,33 @@ MiB = 1 << 20
 GiB = 1 << 30
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
+# The WAN section: round trips (ms), rates (Mbit/s), the loss (per mille)
+# of its lossy runs, and the parallel streams of its 8-stream runs.
+WAN_RTTS = (2, 20, 100, 250)
+WAN_RATES = (100, 1000)
+WAN_LOSS = 5
+WAN_PAR = 8
+SSH_WINDOW = 2 * MiB    # OpenSSH's channel window: its cap per round trip
+
 # Sizes per mode.
 MODES = {
     "quick": dict(bytes=256 * MiB, chain_bytes=128 * MiB, rounds=3,
                   lat_n=300, lat_rounds=3,
                   conc=(1000,), mem=(1, 100), ssh_mem=(1, 10),
                   rec_runs=1, rec_down=3.0, rec_settle=2.0,
-                  budget=115),
+                  wan=dict(links=((100, 1000),), loss=(), par=(),
+                           rounds=3, secs=1.5),
+                  budget=160),
     "full": dict(bytes=1 * GiB, chain_bytes=1 * GiB, rounds=5,
                  lat_n=1500, lat_rounds=5,
                  conc=(1000, 10000), mem=(1, 100, 1000), ssh_mem=(1, 10),
                  rec_runs=3, rec_down=5.0, rec_settle=6.0,
-                 budget=1500),
+                 wan=dict(links=tuple((rtt, rate) for rtt in WAN_RTTS
+                                      for rate in WAN_RATES),
+                          loss=((100, 100), (100, 1000)),
+                          par=((100, 100), (100, 1000)),
+                          rounds=3, secs=2.0),
+                 budget=2100),
 }
 
 CONC_SIZE = 16384       # bytes each concurrent connection moves and checks
@@ -409,7 +425,8 @@ class Bench:
         return r.returncode == 0
 
     def tunneld(self, name, sshd, tunnels, nhosts=1, extra=None,
-                wait=60, tunnel_extra=None, hosts=None, via=None):
+                wait=60, tunnel_extra=None, hosts=None, via=None,
+                log_level="info"):
         """Start tunneld with local tunnels [(listen_port, target_port)]
         spread over nhosts host entries (all this sshd); wait until up.
         Or, given hosts ({name: settings}; sshd and nhosts are then not
@@ -433,7 +450,8 @@ class Bench:
         sock = self.path("%s.sock" % name)
         conf = self.path("%s.conf" % name)
         with open(conf, "w") as f:
-            f.write(render_conf(sock, defaults, hosts, tl, log_level="info"))
+            f.write(render_conf(sock, defaults, hosts, tl,
+                                log_level=log_level))
         d = Tunneld(conf, sock, self.path("%s.log" % name))
         DAEMONS.append(d)
         d.start()
@@ -543,7 +561,8 @@ class Bench:
                     ("concurrency", self.bench_concurrency),
                     ("memory", self.bench_memory),
                     ("reload", self.bench_reload),
-                    ("recovery", self.bench_recovery)]
+                    ("recovery", self.bench_recovery),
+                    ("wan", self.bench_wan)]
         only = set(self.args.only.split(",")) if self.args.only else None
         for name, fn in sections:
             if only and name not in only:
@@ -1059,6 +1078,236 @@ class Bench:
 
     # -- report ---------------------------------------------------------
 
+    # -- WAN ------------------------------------------------------------
+
+    def wan_relay(self, to, rtt, rate, netns=None, addr=None):
+        """A delay relay (loadgen delay) to 127.0.0.1:to, rtt ms round
+        trip, rate Mbit/s each way; in namespace netns, listening on addr,
+        when given. Returns (process, port)."""
+        cmd = [LOADGEN_BIN, "delay", "--to", to, "--delay", rtt / 2.0,
+               "--rate", rate, "--max-time", self.mode["budget"] + 120]
+        if netns:
+            cmd += ["--netns", "/run/netns/" + netns, "--listen", addr]
+        p = spawn([str(c) for c in cmd], stdout=subprocess.PIPE)
+        line = read_line(p, 10)
+        if not line or not line.startswith("port "):
+            raise RuntimeError("loadgen delay did not start: %r" % line)
+        return p, int(line.split()[1])
+
+    def wan_validate(self, rtt, rate, label):
+        """The relay alone: a 1-byte ping-pong through it shows the round
+        trip, a direct TCP stream through it the rate."""
+        p, port = self.wan_relay(self.echo, rtt, rate)
+        try:
+            r = run_loadgen(["lat", "--port", port, "--n", 10,
+                             "--timeout", 30], 40)
+            ms = median(r["us"]) / 1e3 if r["us"] else None
+            self.row("wan relay %s: 1-byte ping-pong" % label, ms,
+                     float(rtt), "ms", "%d" % r["n"], "<= 1.1x",
+                     ok(ms, rtt, lambda x: x <= 1.1),
+                     "measured / set round trip (direct TCP through the "
+                     "relay, no tunnel)", ratio=True)
+        finally:
+            kill_proc(p)
+        p, port = self.wan_relay(self.source, rtt, rate)
+        try:
+            mbs_set = rate * 1e6 / 8 / 1e6
+            nbytes = int(min(rate * 1e6 / 8, 150e6) * 1.5)
+            r = run_loadgen(["down", "--port", port, "--bytes", nbytes,
+                             "--timeout", 30], 40)
+            mbs = nbytes / r["secs"] / 1e6
+            self.row("wan relay %s: direct TCP stream" % label, mbs,
+                     mbs_set, "MB/s", "1", ">= 0.9x",
+                     ok(mbs, mbs_set, lambda x: x >= 0.9),
+                     "measured / set rate (%d MB in one stream, the "
+                     "relay's first round trip included)" % (nbytes // 10**6))
+        finally:
+            kill_proc(p)
+
+    def wan_streams(self, mode, port, nbytes, par):
+        """par concurrent streams of nbytes/par each; aggregate MB/s."""
+        each = max(1, nbytes // par)
+        tmo = max(60, int(nbytes / 1e6))
+        ps = [spawn([LOADGEN_BIN, mode, "--port", str(port), "--bytes",
+                     str(each), "--timeout", str(tmo)],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+              for _ in range(par)]
+        secs, errs = [], []
+        try:
+            for p in ps:
+                try:
+                    out, err = p.communicate(timeout=tmo + 10)
+                except subprocess.TimeoutExpired:
+                    errs.append("timed out")
+                    continue
+                if p.returncode != 0:
+                    errs.append(err.decode(errors="replace").strip())
+                    continue
+                secs.append(json.loads(out.decode().strip()
+                                       .splitlines()[-1])["secs"])
+        finally:
+            for p in ps:
+                kill_proc(p)
+        if errs:
+            raise RuntimeError("loadgen %s: %s" % (mode, errs[0]))
+        return each * par / max(secs) / 1e6
+
+    def wan_loss(self, topo, ns_host, ifname, permille):
+        """Drop permille / 1000 of the TCP packets each way on the
+        namespace's end of the veth (nftables); 0 removes the rule."""
+        topo.run(ns_host, "nft", "delete", "table", "inet", "tdwan")
+        if not permille:
+            return
+        rules = ("table inet tdwan {\n"
+                 " chain in { type filter hook input priority 0;"
+                 " iifname \"%s\" meta l4proto tcp"
+                 " numgen random mod 1000 < %d drop; }\n"
+                 " chain out { type filter hook output priority 0;"
+                 " oifname \"%s\" meta l4proto tcp"
+                 " numgen random mod 1000 < %d drop; }\n}\n" % (
+                     ifname, permille, ifname, permille))
+        path = self.path("wan-loss.nft")
+        with open(path, "w") as f:
+            f.write(rules)
+        code, _, err = topo.run(ns_host, "nft", "-f", path)
+        if code != 0:
+            raise RuntimeError("nft: %s" % err.strip())
+
+    def wan_size(self, rtt, rate):
+        """Bytes per run: about secs for the slower side (OpenSSH, which
+        its 2 MiB window caps at 2 MiB per round trip), and at least 16
+        round trips of it, so the start (the channel open, a window that
+        grows) does not make the whole figure."""
+        bps = min(rate * 1e6 / 8, SSH_WINDOW / (rtt / 1e3))
+        secs = max(self.mode["wan"]["secs"], 16 * rtt / 1e3)
+        return max(8 * MiB, int(bps * secs) // MiB * MiB)
+
+    def bench_wan(self):
+        """tunneld and ssh -L through the same emulated link: the tunnel
+        client in the root namespace, a delay relay (loadgen delay)
+        listening in a namespace of ours across a veth, sshd behind it on
+        127.0.0.1; loss on the veth with nftables."""
+        import netns
+        w = self.mode["wan"]
+        cipher = CIPHERS[0]
+        short = SHORT[cipher]
+        sshd = self.sshd[cipher]
+        topo = netns.Topology(self.path("wan-topo"))
+        try:
+            topo.host("wan")
+            lk = topo.link(None, "wan", family=4)
+            ns, addr, ifname = topo.ns("wan"), lk.b4, lk.b_if
+            # The veth keeps its segmentation offloads (one MSS per packet,
+            # gso_max_segs 1, cut a stream through it to 20 MB/s here): a
+            # packet nftables drops may be a burst of up to 64 KiB.
+            have_nft = shutil.which("nft") is not None
+            for rtt, rate in w["links"]:
+                self.wan_link(topo, ns, addr, ifname, sshd, cipher, short,
+                              rtt, rate, have_nft)
+        finally:
+            for p in list(PROCS):
+                if p is not self.server:
+                    kill_proc(p)
+            for d in list(DAEMONS):
+                stop_daemon(d)
+            topo.close()
+
+    def wan_link(self, topo, ns, addr, ifname, sshd, cipher, short, rtt,
+                 rate, have_nft):
+        w = self.mode["wan"]
+        label = "%d ms %d Mbit/s" % (rtt, rate)
+        self.log("   link: %s" % label)
+        self.wan_validate(rtt, rate, label)
+        relay, rport = self.wan_relay(sshd.port, rtt, rate, ns, addr)
+        d = s = None
+        try:
+            with open(self.known_hosts, "a") as f:
+                f.write(known_hosts_line(rport, self.host_pub).replace(
+                    "127.0.0.1", addr))
+            tp = [(alloc_port(), self.sink), (alloc_port(), self.source)]
+            sp = [(alloc_port(), self.sink), (alloc_port(), self.source)]
+            d = self.tunneld("wan-%d-%d" % (rtt, rate), None, tp,
+                             hosts={"h0": {"address": addr, "port": rport}},
+                             via="h0", log_level="debug")
+            cmd = self.ssh_cmd(sshd, cipher, sp)
+            cmd[cmd.index("-p") + 1] = str(rport)
+            cmd[-1] = "root@" + addr
+            s = spawn(cmd, log=self.path("ssh-wan-%d-%d.log" % (rtt, rate)))
+            self.wait_forward(s, sp[0][0], "ssh-wan-%d-%d" % (rtt, rate))
+            nbytes = self.wan_size(rtt, rate)
+            runs = [(0, 1)]
+            if (rtt, rate) in w["loss"]:
+                if have_nft:
+                    runs.append((WAN_LOSS, 1))
+                else:
+                    self.notes.append("wan: nft is missing: no loss runs "
+                                      "(scripts/install-deps.sh)")
+            if (rtt, rate) in w["par"]:
+                runs.append((0, WAN_PAR))
+            for loss, par in runs:
+                self.wan_loss(topo, "wan", ifname, loss)
+                try:
+                    self.wan_runs(label, loss, par, nbytes,
+                                  (("tunneld", tp), ("openssh", sp)))
+                finally:
+                    self.wan_loss(topo, "wan", ifname, 0)
+            self.check_alive(d, "wan %s" % label)
+            wins = [int(m) for m in re.findall(r"window \d+ -> (\d+) bytes",
+                                               open(d.log).read())]
+            self.notes.append(
+                "wan %s: %d MiB per run (%d MiB split over %d streams); "
+                "tunneld's largest channel window %s" % (
+                    label, nbytes // MiB, nbytes // MiB, WAN_PAR,
+                    "%.1f MiB" % (max(wins) / MiB) if wins else
+                    "1.2 MiB (libssh's, never grown)"))
+        finally:
+            stop_daemon(d)
+            kill_proc(s)
+            kill_proc(relay)
+
+    def wan_runs(self, label, loss, par, nbytes, clients):
+        """Both directions, rounds of tunneld and OpenSSH alternated."""
+        w = self.mode["wan"]
+        what = "%s%s%s" % (label, ", %.1f%% loss" % (loss / 10.0)
+                           if loss else "",
+                           ", %d streams" % par if par > 1 else "")
+        for direction, mode, idx in (("client->target", "up", 0),
+                                     ("target->client", "down", 1)):
+            res = {"tunneld": [], "openssh": []}
+            errs = []
+            for _ in range(w["rounds"]):
+                for who, ports in clients:
+                    try:
+                        if par > 1:
+                            mbs = self.wan_streams(mode, ports[idx][0],
+                                                   nbytes, par)
+                        else:
+                            tmo = max(60, int(nbytes / 1e6))
+                            r = run_loadgen([mode, "--port", ports[idx][0],
+                                             "--bytes", nbytes,
+                                             "--timeout", tmo], tmo + 10)
+                            mbs = nbytes / r["secs"] / 1e6
+                    except RuntimeError as e:
+                        FAILURES.append("wan %s %s %s" % (what, direction,
+                                                          who))
+                        errs.append("%s: %s" % (who, e))
+                        continue
+                    res[who].append(mbs)
+            tm, om = median(res["tunneld"]), median(res["openssh"])
+            # The aim: 1.5x where OpenSSH's 2 MiB window caps it (the
+            # server's window caps client->target for both alike).
+            target = ">= 1.5x" if (int(label.split()[0]) >= 100 and
+                                   idx == 1) else ">= 1.0x"
+            note = "runs: tunneld %s, openssh %s MB/s" % (
+                " ".join("%.1f" % x for x in res["tunneld"]),
+                " ".join("%.1f" % x for x in res["openssh"]))
+            if errs:
+                note += "; failed: " + "; ".join(errs)
+            self.row("wan %s %s" % (what, direction), tm, om, "MB/s",
+                     "%d+%d" % (len(res["tunneld"]), len(res["openssh"])),
+                     target, ok(tm, om, lambda x, t=target:
+                                x >= float(t.split()[1][:-1])), note)
+
     def facts(self):
         def cmd(args):
             try:
@@ -1182,7 +1431,7 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="small sizes, under 2 minutes")
     ap.add_argument("--only", help="comma-separated sections: throughput,"
-                    "chain,latency,concurrency,memory,reload,recovery")
+                    "chain,latency,concurrency,memory,reload,recovery,wan")
     ap.add_argument("--bytes", type=int, help="stream size in MiB")
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
     ap.add_argument("--keep", action="store_true",

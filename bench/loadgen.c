@@ -26,8 +26,23 @@
  *	them open until a line arrives on stdin (or --hold seconds), then
  *	closes them and prints a JSON summary.
  *
- * Every mode connects to 127.0.0.1 only, and every mode is bounded in
- * time: it exits by itself when its timeout passes.
+ *   loadgen delay --to P --delay MS [--rate MBIT] [--queue BYTES]
+ *	    [--listen ADDR] [--port L] [--netns PATH] [--max-time S]
+ *	A WAN in user space (the kernel here has no netem): listens on ADDR:L
+ *	(default 127.0.0.1, an ephemeral port; inside the network namespace
+ *	PATH when given), and relays every connection to 127.0.0.1:P in the
+ *	namespace it was started in. Each direction holds every chunk it reads
+ *	MS milliseconds (so a round trip costs 2 MS), paced at MBIT Mbit/s
+ *	when given (a chunk leaves the "wire" len/rate after the one before),
+ *	with at most BYTES queued per direction (default: three times what
+ *	the rate keeps in flight one way, at least 4 MiB; 64 MiB unpaced):
+ *	past that it stops reading, so the sender's TCP slows down. EOF is
+ *	carried in order. Prints "port L" once listening; runs until
+ *	SIGTERM/SIGINT or --max-time seconds.
+ *
+ * Every mode but delay connects to 127.0.0.1 only (delay listens where it
+ * is told and connects to 127.0.0.1), and every mode is bounded in time:
+ * it exits by itself when its timeout passes.
  */
 #include <sys/types.h>
 #include <sys/epoll.h>
@@ -40,6 +55,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -67,7 +83,10 @@ usage(void)
 	    "       loadgen up|down --port P --bytes N [--timeout S]\n"
 	    "       loadgen lat --port P --n K [--timeout S]\n"
 	    "       loadgen conc --port P --n K --size B [--window W] "
-	    "[--timeout S] [--hold S]\n");
+	    "[--timeout S] [--hold S]\n"
+	    "       loadgen delay --to P --delay MS [--rate MBIT] "
+	    "[--queue BYTES] [--listen ADDR]\n"
+	    "           [--port L] [--netns PATH] [--max-time S]\n");
 	exit(2);
 }
 
@@ -707,6 +726,288 @@ cmd_conc(int port, int count, size_t size, int window, double timeout,
 }
 
 /* ------------------------------------------------------------------ */
+/* delay: a WAN between a client and a server, in user space */
+
+/* A chunk read from one side, held until due, then written to the other. */
+struct chunk {
+	struct chunk	*next;
+	double		 due;		/* monotonic: may be written */
+	size_t		 len, off;
+	int		 eof;		/* carries the EOF, no bytes */
+	unsigned char	 data[];
+};
+
+/* One direction of a relayed connection. */
+struct ddir {
+	int		 src, dst;
+	struct chunk	*head, *tail;
+	size_t		 queued;	/* bytes held */
+	double		 wire;		/* when the last chunk left the wire */
+	int		 eof_read, eof_sent, blocked;
+};
+
+/* One relayed connection: 0 the accepted client, 1 the onward socket. */
+struct dconn {
+	struct dconn	*next;
+	int		 fd[2];
+	uint32_t	 mask[2];	/* epoll events armed per fd */
+	struct ddir	 d[2];		/* d[i] reads fd[i], writes fd[1 - i] */
+	int		 dead;
+};
+
+static double	 dl_delay;	/* seconds each way */
+static double	 dl_rate;	/* bytes per second, 0: unpaced */
+static size_t	 dl_qmax;	/* bytes held per direction */
+
+/* Read what the queue has room for; 0, or -1 when the connection failed. */
+static int
+ddir_read(struct ddir *d)
+{
+	struct chunk	*ch;
+	ssize_t		 n;
+	size_t		 want;
+	double		 t, start;
+
+	while (!d->eof_read && d->queued < dl_qmax) {
+		want = dl_qmax - d->queued;
+		if (want > 65536)
+			want = 65536;
+		n = read(d->src, iobuf, want);
+		if (n < 0)
+			return (errno == EAGAIN || errno == EINTR ? 0 : -1);
+		if ((ch = malloc(sizeof(*ch) + (size_t)n)) == NULL)
+			die("malloc");
+		memset(ch, 0, sizeof(*ch));
+		memcpy(ch->data, iobuf, (size_t)n);
+		ch->len = (size_t)n;
+		ch->eof = n == 0;
+		t = now();
+		start = d->wire > t ? d->wire : t;
+		if (dl_rate > 0)
+			d->wire = start + (double)n / dl_rate;
+		else
+			d->wire = start;
+		ch->due = d->wire + dl_delay;
+		if (d->tail != NULL)
+			d->tail->next = ch;
+		else
+			d->head = ch;
+		d->tail = ch;
+		d->queued += (size_t)n;
+		if (n == 0)
+			d->eof_read = 1;
+	}
+	return (0);
+}
+
+/* Write the chunks that are due; 0, or -1 when the connection failed. */
+static int
+ddir_write(struct ddir *d, double t)
+{
+	struct chunk	*ch;
+	ssize_t		 w;
+
+	d->blocked = 0;
+	while ((ch = d->head) != NULL && ch->due <= t) {
+		if (ch->eof) {
+			shutdown(d->dst, SHUT_WR);
+			d->eof_sent = 1;
+		} else {
+			w = send(d->dst, ch->data + ch->off, ch->len - ch->off,
+			    MSG_NOSIGNAL);
+			if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+				d->blocked = 1;
+				return (0);
+			}
+			if (w < 0)
+				return (-1);
+			ch->off += (size_t)w;
+			if (ch->off < ch->len)
+				continue;
+		}
+		d->head = ch->next;
+		if (d->head == NULL)
+			d->tail = NULL;
+		d->queued -= ch->len;
+		free(ch);
+	}
+	return (0);
+}
+
+/* Arm each socket for what its two directions wait for. */
+static void
+dconn_arm(struct dconn *dc)
+{
+	struct epoll_event	ev;
+	uint32_t		m;
+	int			i;
+
+	for (i = 0; i < 2; i++) {
+		m = 0;
+		if (!dc->d[i].eof_read && dc->d[i].queued < dl_qmax)
+			m |= EPOLLIN;
+		if (dc->d[1 - i].blocked)
+			m |= EPOLLOUT;
+		if (m == dc->mask[i])
+			continue;
+		memset(&ev, 0, sizeof(ev));
+		ev.events = m;
+		ev.data.ptr = dc;
+		if (epoll_ctl(epfd, EPOLL_CTL_MOD, dc->fd[i], &ev) == -1)
+			die("epoll_ctl");
+		dc->mask[i] = m;
+	}
+}
+
+static void
+dconn_free(struct dconn *dc)
+{
+	struct chunk	*ch;
+	int		 i;
+
+	for (i = 0; i < 2; i++) {
+		close(dc->fd[i]);
+		while ((ch = dc->d[i].head) != NULL) {
+			dc->d[i].head = ch->next;
+			free(ch);
+		}
+	}
+	free(dc);
+}
+
+/* A client arrived: connect onward (in the namespace we started in). */
+static struct dconn *
+delay_accept(int lfd, int to)
+{
+	struct sockaddr_in	 sin = loopback(to);
+	struct epoll_event	 ev;
+	struct dconn		*dc;
+	int			 fd, up, i;
+
+	if ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK)) == -1)
+		return (NULL);
+	if ((up = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0)) == -1)
+		die("socket");
+	set_nodelay(fd);
+	set_nodelay(up);
+	if (connect(up, (struct sockaddr *)&sin, sizeof(sin)) == -1 &&
+	    errno != EINPROGRESS) {
+		close(fd);
+		close(up);
+		return (NULL);
+	}
+	if ((dc = calloc(1, sizeof(*dc))) == NULL)
+		die("calloc");
+	dc->fd[0] = fd;
+	dc->fd[1] = up;
+	for (i = 0; i < 2; i++) {
+		dc->d[i].src = dc->fd[i];
+		dc->d[i].dst = dc->fd[1 - i];
+		memset(&ev, 0, sizeof(ev));
+		ev.events = dc->mask[i] = EPOLLIN | EPOLLOUT;
+		ev.data.ptr = dc;
+		if (epoll_ctl(epfd, EPOLL_CTL_ADD, dc->fd[i], &ev) == -1)
+			die("epoll_ctl");
+	}
+	return (dc);
+}
+
+static int
+cmd_delay(const char *addr, int port, int to, const char *netns,
+    double max_time)
+{
+	struct epoll_event	 evs[MAXEV];
+	struct sockaddr_in	 sin = loopback(port);
+	socklen_t		 slen = sizeof(sin);
+	struct timespec		 ts;
+	struct dconn		*conns = NULL, *dc, **pp;
+	double			 end = now() + max_time, t, next;
+	int			 lfd, home = -1, nsfd, one = 1, i, n;
+
+	if (addr != NULL && inet_pton(AF_INET, addr, &sin.sin_addr) != 1)
+		usage();
+	if (netns != NULL) {
+		if ((home = open("/proc/self/ns/net", O_RDONLY)) == -1 ||
+		    (nsfd = open(netns, O_RDONLY)) == -1)
+			die(netns);
+		if (setns(nsfd, CLONE_NEWNET) == -1)
+			die("setns");
+		close(nsfd);
+	}
+	if ((lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0)) == -1)
+		die("socket");
+	(void)setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) == -1)
+		die("bind");
+	if (listen(lfd, 4096) == -1)
+		die("listen");
+	if (getsockname(lfd, (struct sockaddr *)&sin, &slen) == -1)
+		die("getsockname");
+	if (home != -1) {
+		if (setns(home, CLONE_NEWNET) == -1)
+			die("setns back");
+		close(home);
+	}
+	if ((epfd = epoll_create1(0)) == -1)
+		die("epoll_create1");
+	memset(&evs[0], 0, sizeof(evs[0]));
+	evs[0].events = EPOLLIN;
+	evs[0].data.ptr = NULL;		/* the listener */
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &evs[0]) == -1)
+		die("epoll_ctl");
+	printf("port %d\n", ntohs(sin.sin_port));
+	fflush(stdout);
+
+	while (!stop_flag && (t = now()) < end) {
+		/* Sleep until the first held chunk is due. */
+		next = t + 0.5;
+		for (dc = conns; dc != NULL; dc = dc->next)
+			for (i = 0; i < 2; i++)
+				if (dc->d[i].head != NULL && !dc->d[i].blocked &&
+				    dc->d[i].head->due < next)
+					next = dc->d[i].head->due;
+		next = next > t ? next - t : 0;
+		ts.tv_sec = (time_t)next;
+		ts.tv_nsec = (long)((next - (double)ts.tv_sec) * 1e9);
+		n = epoll_pwait2(epfd, evs, MAXEV, &ts, NULL);
+		if (n == -1 && errno != EINTR)
+			die("epoll_pwait2");
+		for (i = 0; i < n; i++) {
+			if (evs[i].data.ptr != NULL)
+				continue;
+			while ((dc = delay_accept(lfd, to)) != NULL) {
+				dc->next = conns;
+				conns = dc;
+			}
+		}
+		t = now();
+		for (dc = conns; dc != NULL; dc = dc->next) {
+			for (i = 0; i < 2 && !dc->dead; i++)
+				if (ddir_read(&dc->d[i]) == -1 ||
+				    ddir_write(&dc->d[i], t) == -1)
+					dc->dead = 1;
+			if (dc->d[0].eof_sent && dc->d[1].eof_sent)
+				dc->dead = 1;
+			if (!dc->dead)
+				dconn_arm(dc);
+		}
+		for (pp = &conns; (dc = *pp) != NULL; ) {
+			if (dc->dead) {
+				*pp = dc->next;
+				dconn_free(dc);
+			} else
+				pp = &dc->next;
+		}
+	}
+	while ((dc = conns) != NULL) {
+		conns = dc->next;
+		dconn_free(dc);
+	}
+	close(lfd);
+	return (0);
+}
+
+/* ------------------------------------------------------------------ */
 
 int
 main(int argc, char **argv)
@@ -714,8 +1015,10 @@ main(int argc, char **argv)
 	const char	*mode;
 	uint64_t	 bytes = 0;
 	double		 timeout = 60, hold = 30, max_time = 3600;
-	int		 port = 0, count = 0, window = 256, i;
-	size_t		 size = 16384;
+	int		 port = 0, count = 0, window = 256, to = 0, i;
+	size_t		 size = 16384, queue = 0;
+	double		 delay_ms = -1, rate_mbit = 0;
+	const char	*laddr = NULL, *netns = NULL;
 	struct sigaction sa;
 
 	if (argc < 2)
@@ -740,6 +1043,18 @@ main(int argc, char **argv)
 			hold = atof(argv[++i]);
 		else if (strcmp(argv[i], "--max-time") == 0)
 			max_time = atof(argv[++i]);
+		else if (strcmp(argv[i], "--to") == 0)
+			to = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--delay") == 0)
+			delay_ms = atof(argv[++i]);
+		else if (strcmp(argv[i], "--rate") == 0)
+			rate_mbit = atof(argv[++i]);
+		else if (strcmp(argv[i], "--queue") == 0)
+			queue = (size_t)strtoull(argv[++i], NULL, 10);
+		else if (strcmp(argv[i], "--listen") == 0)
+			laddr = argv[++i];
+		else if (strcmp(argv[i], "--netns") == 0)
+			netns = argv[++i];
 		else
 			usage();
 	}
@@ -752,6 +1067,21 @@ main(int argc, char **argv)
 
 	if (strcmp(mode, "serve") == 0)
 		return (cmd_serve(max_time));
+	if (strcmp(mode, "delay") == 0) {
+		if (to <= 0 || to > 65535 || port < 0 || port > 65535 ||
+		    delay_ms < 0 || rate_mbit < 0)
+			usage();
+		dl_delay = delay_ms / 1e3;
+		dl_rate = rate_mbit * 1e6 / 8;
+		dl_qmax = queue;
+		if (dl_qmax == 0 && dl_rate > 0) {
+			dl_qmax = (size_t)(3 * dl_rate * dl_delay);
+			if (dl_qmax < 4 << 20)
+				dl_qmax = 4 << 20;
+		} else if (dl_qmax == 0)
+			dl_qmax = 64 << 20;
+		return (cmd_delay(laddr, port, to, netns, max_time));
+	}
 	if (port <= 0 || port > 65535)
 		usage();
 	/* The one-stream and latency modes end by themselves. */

@@ -13,6 +13,8 @@
  * beyond that the bytes stay inside libssh, where they hold back the window.
  * libssh offers kept bytes again only when new data arrives, so when the
  * out buffer drains the pump pulls them with ssh_channel_read_nonblocking().
+ * While libssh keeps nothing the receive window is topped up and grown
+ * with the path's bandwidth-delay product (window.c).
  * EOF is carried each way (SSH EOF, shutdown(SHUT_WR)); the chan ends when
  * both directions are finished or either side fails.
  *
@@ -51,6 +53,7 @@ static void	chan_pump_open(struct chan *);
 static void	chan_unlist(struct chan *);
 static void	chan_close_fd(struct chan *);
 static int	chan_to_channel(struct chan *, const void *, size_t);
+static int	chan_deliver(struct chan *, size_t);
 
 static unsigned char	chan_scratch[256 * 1024];
 
@@ -243,6 +246,7 @@ chan_free(struct chan *c)
 {
 	if (c == NULL)
 		return;
+	window_release(c);
 	if (c->ch != NULL) {
 		ssh_remove_channel_callbacks(c->ch, &c->cb);
 		ssh_channel_free(c->ch);
@@ -529,6 +533,28 @@ chan_send(struct chan *c, const void *data, size_t len)
 }
 
 /*
+ * Deliver n bytes read from the channel into chan_scratch: they are ours
+ * now, so all of them go, even past CHAN_BUF (by at most this read). A
+ * callback inside the read (libssh polls the session when the channel's
+ * buffer is empty) may have filled out meanwhile. -1 when the chan died.
+ */
+static int
+chan_deliver(struct chan *c, size_t n)
+{
+	size_t taken;
+
+	CHAN_FROM_CHANNEL(c, n);
+	taken = chan_send(c, chan_scratch, n);
+	if (c->state == CHAN_DEAD)
+		return (-1);
+	if (taken < n && c->fd != -1) {
+		evbuffer_add(c->out, chan_scratch + taken, n - taken);
+		event_add(c->ev_write, NULL);
+	}
+	return (0);
+}
+
+/*
  * Hand client bytes to the channel; what it does not take (a key
  * re-exchange, a window smaller than promised) waits in pend. Returns -1
  * when the channel failed.
@@ -562,21 +588,35 @@ chan_data_cb(ssh_session s, ssh_channel ch, void *data, uint32_t len,
 
 	(void)s;
 	(void)ch;
+	if (is_stderr)
+		return ((int)len);
 	if (c->state == CHAN_CONNECTING) {
 		c->leftover = 1;	/* keep it until the target answers */
+		window_data(c, len, 0);
 		return (0);
 	}
 	if (c->state == CHAN_SOCKS) {
 		n = chan_socks_input(c, data, len);
 		c->leftover = n < len;
+		window_data(c, len, n);
 		return ((int)n);
 	}
-	if (is_stderr || c->state == CHAN_DEAD || c->fd == -1)
+	if (c->state == CHAN_DEAD || c->fd == -1) {
+		window_data(c, len, len);
 		return ((int)len);
+	}
 	n = chan_send(c, data, len);
+	if (n < len && c->win_topup && c->fd != -1) {
+		/* A window top-up leaves nothing inside libssh (window.c). */
+		evbuffer_add(c->out, (const char *)data + n, len - n);
+		event_add(c->ev_write, NULL);
+		n = len;
+	}
 	if (c->fwd != NULL)
 		CHAN_FROM_CHANNEL(c, n);
 	c->leftover = n < len;
+	if (window_data(c, len, n))
+		chan_want(c);	/* the pump grants more window */
 	return ((int)n);
 }
 
@@ -664,6 +704,7 @@ chan_pump(struct chan *c)
 		}
 		chan_set_callbacks(c);
 		c->state = CHAN_OPENING;
+		c->win_epoch = monotime();	/* the open's round trip */
 		/* FALLTHROUGH */
 	case CHAN_OPENING:
 		rc = chan_open_call(c);
@@ -694,6 +735,7 @@ chan_pump(struct chan *c)
 			return;
 		}
 		c->state = CHAN_OPEN;
+		c->win_rtt = monotime() - c->win_epoch;
 		if (c->fd == -1) {
 			chan_kill(c, NULL);	/* the client left meanwhile */
 			return;
@@ -761,25 +803,20 @@ chan_pump_open(struct chan *c)
 		    (uint32_t)space, 0);
 		if (c->state == CHAN_DEAD)
 			return;	/* a callback ended it */
+		window_read(c, rd, space);
 		if (rd <= 0) {
 			c->leftover = 0;
 			break;
 		}
-		CHAN_FROM_CHANNEL(c, rd);
-		/*
-		 * These bytes are ours now: all of them go, even past
-		 * CHAN_BUF (by at most this read). A callback inside the read
-		 * (libssh polls the session when the channel's buffer is
-		 * empty) may have filled out meanwhile.
-		 */
-		n = chan_send(c, chan_scratch, (size_t)rd);
-		if (c->state == CHAN_DEAD)
+		if (chan_deliver(c, (size_t)rd) == -1)
 			return;
-		if (n < (size_t)rd && c->fd != -1) {
-			evbuffer_add(c->out, chan_scratch + n, (size_t)rd - n);
-			event_add(c->ev_write, NULL);
-		}
 	}
+
+	/* Grant the server a full window again, grown with the path. */
+	if ((rd = window_topup(c, chan_scratch, sizeof(chan_scratch))) < 0)
+		return;
+	if (rd > 0 && chan_deliver(c, (size_t)rd) == -1)
+		return;
 
 	/* The target finished: pass the EOF on once everything is out. */
 	if (c->remote_eof && !c->leftover && !c->shut_wr &&

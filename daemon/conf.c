@@ -75,6 +75,7 @@ enum conf_hkey {
 	HK_COMPRESSION,
 	HK_CIPHERS,
 	HK_JUMP,
+	HK_MAX_WINDOW,
 	HK_CONNECT_WAIT,
 	HK_MAX_CONNECTIONS,
 	HK_ENABLED,
@@ -86,7 +87,7 @@ static const char *conf_hkeys[HK_COUNT] = {
 	"host_key_policy", "connect_timeout", "keepalive_interval",
 	"keepalive_count_max", "backoff_initial", "backoff_max",
 	"backoff_reset_after", "compression", "ciphers", "jump",
-	"connect_wait", "max_connections", "enabled",
+	"max_window", "connect_wait", "max_connections", "enabled",
 };
 
 /* The settings of a tunnel, in the order they are checked. */
@@ -113,12 +114,12 @@ static const char *conf_tkeys[TK_COUNT] = {
 			"known_hosts, host_key_policy, connect_timeout, " \
 			"keepalive_interval, keepalive_count_max, " \
 			"backoff_initial, backoff_max, backoff_reset_after, " \
-			"compression, ciphers, jump"
+			"compression, ciphers, jump, max_window"
 #define ALLOWED_DEFAULTS "port, user, identity, agent, known_hosts, " \
 			"host_key_policy, connect_timeout, keepalive_interval, " \
 			"keepalive_count_max, backoff_initial, backoff_max, " \
 			"backoff_reset_after, compression, ciphers, " \
-			"connect_wait, max_connections, enabled"
+			"max_window, connect_wait, max_connections, enabled"
 #define ALLOWED_TUNNEL	"name, type, via, listen, target, enabled, " \
 			"connect_wait, max_connections"
 
@@ -126,6 +127,8 @@ static const char *conf_tkeys[TK_COUNT] = {
 #define MAXCONN_MIN		1
 #define MAXCONN_MAX		1000000
 #define MAXCONN_DEFAULT		4096
+/* A channel's receive window (window.c): bytes, at most 1 GiB. */
+#define MAXWIN_MAX		(1024 * 1024 * 1024)
 
 /* The defaults block: a host template plus what tunnels inherit. */
 struct conf_defaults {
@@ -291,6 +294,9 @@ conf_hsetting(struct conf_ctx *cx, const config_setting_t *s, int k,
 		/* Checked with the other hosts in conf_jumps. */
 		if (strlen(v) <= NAME_MAXLEN && valid_name(v))
 			strlcpy_(hc->jump, v, sizeof(hc->jump));
+		break;
+	case HK_MAX_WINDOW:
+		conf_int(cx, s, key, 0, MAXWIN_MAX, &hc->max_window);
 		break;
 	case HK_CONNECT_WAIT:
 		conf_int(cx, s, key, 0, 3600, &defs->connect_wait);

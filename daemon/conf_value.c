@@ -873,6 +873,7 @@ conf_hc_init(struct host_conf *hc)
 	hc->backoff_initial = 1.0;
 	hc->backoff_max = 60.0;
 	hc->backoff_reset_after = 30;
+	hc->max_window = 16 * 1024 * 1024;
 }
 
 /* Copy a host_conf, with its own copies of the strings. */

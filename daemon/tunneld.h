@@ -101,6 +101,7 @@ struct host_conf {
 	int			 compression;	/* zlib, like ssh -C */
 	char			 ciphers[256];	/* "a,b"; "" = libssh's */
 	char			 jump[NAME_MAXLEN + 1];	/* "" when direct */
+	int			 max_window;	/* bytes a channel's window grows to */
 	int			 line;
 };
 
@@ -332,6 +333,16 @@ struct chan {
 	uint8_t			 sreply[24];	/* SOCKS reply for the channel */
 	size_t			 sreply_len;
 	char			 peer[HOST_MAXLEN + 16];
+
+	/* The receive window (window.c); win 0 until data arrives. */
+	uint32_t		 win;		/* libssh's window + what it holds */
+	uint32_t		 win_left;	/* libssh's window, at least */
+	uint32_t		 win_kept;	/* bytes libssh holds for us */
+	int			 win_topup;	/* in a top-up: take every byte */
+	uint64_t		 win_rx;	/* bytes taken from the channel */
+	uint64_t		 win_mark;	/* win_rx when the round began */
+	double			 win_epoch;	/* monotonic: the round began */
+	double			 win_rtt;	/* the channel open's round trip */
 };
 
 TAILQ_HEAD(linklist, link);
@@ -636,6 +647,13 @@ void	 chan_park(struct chan *);
 void	 chan_connected(struct chan *);
 void	 chan_connect_failed(struct chan *, const char *);
 void	 chan_reap_cb(int, short, void *);
+
+/* window.c */
+int	 window_data(struct chan *, size_t, size_t);
+void	 window_read(struct chan *, int, size_t);
+int	 window_topup(struct chan *, void *, size_t);
+void	 window_release(struct chan *);
+void	 window_set_budget(uint64_t);
 
 /* control.c */
 int	 control_init(const char *, const char *);

@@ -11,12 +11,13 @@ set -e
 # programs; the package "dropbear" would add a service).
 # debhelper, dpkg-dev, lintian: make deb (debian/; Rules-Requires-Root: no,
 # so no fakeroot), which tests/e2e/test_deb.py installs in such a
-# container; util-linux: flock.
+# container; util-linux: flock. nftables: the loss of make bench's WAN
+# section.
 PKGS="build-essential pkg-config clang libssh-dev libevent-dev libconfig-dev
 libsystemd-dev libcmocka-dev openssh-server openssh-client socat
 netcat-openbsd curl python3-pytest iproute2 procps autossh
 systemd systemd-container dropbear-bin
-debhelper dpkg-dev lintian util-linux"
+debhelper dpkg-dev lintian util-linux nftables"
 
 missing=""
 for p in $PKGS; do

@@ -29,12 +29,12 @@
 #define ALLOWED_HOST "address, port, user, identity, agent, known_hosts, " \
 	"host_key_policy, connect_timeout, keepalive_interval, " \
 	"keepalive_count_max, backoff_initial, backoff_max, " \
-	"backoff_reset_after, compression, ciphers, jump"
+	"backoff_reset_after, compression, ciphers, jump, max_window"
 #define ALLOWED_DEFAULTS "port, user, identity, agent, known_hosts, " \
 	"host_key_policy, connect_timeout, keepalive_interval, " \
 	"keepalive_count_max, backoff_initial, backoff_max, " \
-	"backoff_reset_after, compression, ciphers, connect_wait, " \
-	"max_connections, enabled"
+	"backoff_reset_after, compression, ciphers, max_window, " \
+	"connect_wait, max_connections, enabled"
 #define ALLOWED_TUNNEL "name, type, via, listen, target, enabled, " \
 	"connect_wait, max_connections"
 #define REMOTE_LISTEN_FORMS "PORT, ADDR:PORT, [IPV6]:PORT or *:PORT"
@@ -462,6 +462,37 @@ test_defaults_inherited(void **state)
 	assert_int_equal(conf->tunnels[0].max_connections, 50);
 	assert_int_equal(conf->tunnels[1].max_connections, 1);
 	conf_free(conf);
+}
+
+/*
+ * max_window: a byte count in defaults or a host, 16 MiB when not given,
+ * 0 to 1 GiB; not a tunnel setting.
+ */
+static void
+test_max_window(void **state)
+{
+	struct conf *conf;
+
+	(void)state;
+	conf = expect_ok(
+	    "defaults: { max_window = 4194304; };\n"
+	    "hosts: { a: { address = \"127.0.0.1\"; };\n"
+	    "  b: { address = \"127.0.0.1\"; max_window = 1073741824; };\n"
+	    "  c: { address = \"127.0.0.1\"; max_window = 0; }; };\n");
+	assert_int_equal(conf->hosts[0].max_window, 4 << 20);
+	assert_int_equal(conf->hosts[1].max_window, 1 << 30);
+	assert_int_equal(conf->hosts[2].max_window, 0);
+	conf_free(conf);
+	conf = expect_ok(H);
+	assert_int_equal(conf->hosts[0].max_window, 16 << 20);
+	conf_free(conf);
+	expect_errors("hosts: { h: { address = \"127.0.0.1\";\n"
+	    "  max_window = 1073741825; }; };\n",
+	    "t.conf:2: host \"h\": max_window: 1073741825 is out of range "
+	    "0-1073741824\n");
+	expect_errors("defaults: { max_window = -1; };\n" H,
+	    "t.conf:1: defaults: max_window: -1 is out of range "
+	    "0-1073741824\n");
 }
 
 /* The example of SPEC.md section 2 loads whole. */
@@ -1944,6 +1975,7 @@ main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_empty),
 		cmocka_unit_test(test_defaults_inherited),
+		cmocka_unit_test(test_max_window),
 		cmocka_unit_test(test_spec),
 		cmocka_unit_test(test_examples),
 		cmocka_unit_test(test_relay_examples),
