@@ -7,6 +7,7 @@
  */
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include <errno.h>
@@ -31,6 +32,7 @@ static void	tunctl_unreachable(const char *, const char *, ...)
 static int	tunctl_timeout(const char *);
 static int	tunctl_check(int, char **);
 static int	tunctl_connect(const char *);
+static const char *tunctl_filetype(const char *);
 static void	tunctl_send(int, const char *, const char *, double);
 static int	tunctl_line(const char *, char *);
 static int	tunctl_run(const char *, const char *, int);
@@ -61,7 +63,10 @@ tunctl_usage(FILE *f)
 	    CTL_WAIT_DEFAULT, DEFAULT_SOCKET_PATH);
 }
 
-/* A usage error: the message, the usage text, exit 2. */
+/*
+ * A usage error: one line, the message and where to look (not the whole
+ * usage text, which would bury the message), exit 2.
+ */
 static void
 tunctl_usage_error(const char *fmt, ...)
 {
@@ -71,8 +76,7 @@ tunctl_usage_error(const char *fmt, ...)
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\n");
-	tunctl_usage(stderr);
+	fprintf(stderr, "; see tunctl --help\n");
 	exit(CTL_EXIT_USAGE);
 }
 
@@ -151,12 +155,35 @@ tunctl_check(int argc, char **argv)
 	return (CTL_EXIT_OK);
 }
 
+/*
+ * What path is when it is there but is not a socket ("a directory"), or
+ * NULL: a socket, or nothing there.
+ */
+static const char *
+tunctl_filetype(const char *path)
+{
+	struct stat	sb;
+
+	if (stat(path, &sb) == -1 || S_ISSOCK(sb.st_mode))
+		return (NULL);
+	if (S_ISDIR(sb.st_mode))
+		return ("a directory");
+	if (S_ISREG(sb.st_mode))
+		return ("a regular file");
+	if (S_ISFIFO(sb.st_mode))
+		return ("a FIFO");
+	if (S_ISCHR(sb.st_mode) || S_ISBLK(sb.st_mode))
+		return ("a device");
+	return ("another kind of file");
+}
+
 /* Connect to the control socket, or exit 3 saying why not. */
 static int
 tunctl_connect(const char *path)
 {
 	struct sockaddr_un	sun;
 	struct timeval		tv = { CTL_ANSWER_TIMEOUT, 0 };
+	const char		*type;
 	int			fd;
 
 	memset(&sun, 0, sizeof(sun));
@@ -180,8 +207,13 @@ tunctl_connect(const char *path)
 			tunctl_unreachable(path, "permission denied (is your "
 			    "user in the control group?)");
 		case ECONNREFUSED:
-			tunctl_unreachable(path, "connection refused (stale "
-			    "socket?)");
+		case ENOTSOCK:
+			/* connect(2) says "refused" for a file or directory. */
+			if ((type = tunctl_filetype(path)) != NULL)
+				tunctl_unreachable(path, "not a socket (%s)",
+				    type);
+			tunctl_unreachable(path, "connection refused (a stale "
+			    "socket: is tunneld running?)");
 		case EAGAIN:
 		case ETIMEDOUT:
 		case EINPROGRESS:
@@ -196,7 +228,11 @@ tunctl_connect(const char *path)
 	return (fd);
 }
 
-/* Send the whole request line before the deadline, or exit 3. */
+/*
+ * Send the whole request line before the deadline, or exit 3. When tunneld
+ * closed the connection first it may have said why (too many clients): stop
+ * sending and leave that to the reader.
+ */
 static void
 tunctl_send(int fd, const char *path, const char *line, double deadline)
 {
@@ -217,6 +253,8 @@ tunctl_send(int fd, const char *path, const char *line, double deadline)
 		if (n == -1) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
+			if (errno == EPIPE || errno == ECONNRESET)
+				return;
 			tunctl_unreachable(path, "%s", strerror(errno));
 		}
 		off += n;
@@ -297,7 +335,9 @@ tunctl_run(const char *path, const char *line, int answer_secs)
 		if (n == -1) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
-			tunctl_unreachable(path, "%s", strerror(errno));
+			if (errno != ECONNRESET)
+				tunctl_unreachable(path, "%s", strerror(errno));
+			n = 0;	/* closed before reading our request */
 		}
 		if (n == 0)
 			tunctl_unreachable(path, "tunneld closed the "
@@ -429,7 +469,15 @@ main(int argc, char **argv)
 	if (json && (ctl_verbs[request.verb].flags & CTL_F_JSON))
 		request.json = 1;
 
-	/* Check the request as the daemon will, before connecting. */
+	/*
+	 * Check the request as the daemon will, before connecting: each name
+	 * on its own (so "a b" or "x --all" is one bad name, not two words),
+	 * then the line as the daemon will read it.
+	 */
+	for (i = 0; i < request.argc; i++) {
+		if (ctlp_check_name(request.argv[i], err, sizeof(err)) == -1)
+			tunctl_usage_error("%s", err);
+	}
 	if (ctlp_format(&request, line, sizeof(line)) == -1)
 		tunctl_usage_error("request too long (limit %d bytes): name "
 		    "fewer tunnels", CTL_LINE_MAX);

@@ -11,6 +11,22 @@
  * one at a time, no new request is read while more than CONTROL_OUT_PAUSE
  * bytes of replies are unread, and a client whose unread output passes
  * CONTROL_OUT_MAX is dropped.
+ *
+ * At most CONTROL_CLIENTS_MAX clients are served at once; root (and the
+ * daemon's own user) may use CONTROL_CLIENTS_RESERVE more, so that however
+ * many connections other users hold open, root can still stop tunnels.
+ *
+ * Who may do what (SPEC section 4) is decided from the peer's credentials
+ * as the kernel took them at connect(2): SO_PEERCRED (uid, gid, pid) and
+ * SO_PEERGROUPS (the supplementary groups), never from NSS, so the loop
+ * never blocks on a directory service. Root, the daemon's own user and the
+ * members of the control group (daemon.control_group, else the group that
+ * owns the socket file) may use every verb; members of status_group (its
+ * gid looked up when the configuration is loaded) only the verbs that do
+ * not change anything. With a status_group the socket is 0666: anyone
+ * else may connect, is told "permission denied" and closed at once, before
+ * taking a client slot. Every refusal is logged with the peer's uid and
+ * pid (rate-limited, logrl.c).
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -35,9 +51,27 @@
 #include "tunneld.h"
 
 #define CONTROL_CLIENTS_MAX	1024
+#define CONTROL_CLIENTS_RESERVE	32		/* more, for root only */
 #define CONTROL_IDLE		60		/* seconds without a request */
 #define CONTROL_OUT_PAUSE	(64 * 1024)	/* stop reading requests */
 #define CONTROL_OUT_MAX		(1024 * 1024)	/* unread output: drop */
+#define CONTROL_GROUPS_MAX	65536		/* NGROUPS_MAX of Linux */
+
+/* What a peer may do. */
+enum control_access {
+	CONTROL_DENY,
+	CONTROL_READ,		/* status_group: the verbs that only read */
+	CONTROL_ALL,
+};
+
+/* Who is at the other end, as the kernel saw it at connect(2). */
+struct control_peer {
+	uid_t			 uid;		/* (uid_t)-1: unknown */
+	gid_t			 gid;
+	pid_t			 pid;
+	gid_t			*groups;	/* supplementary; owned */
+	int			 ngroups;
+};
 
 /* One connected client. */
 struct control_client {
@@ -48,7 +82,8 @@ struct control_client {
 	struct event		*ev_kick;	/* read requests next turn */
 	struct ctl_request	*pending;	/* a wait not answered yet */
 	int			 wait_secs;
-	uid_t			 uid;
+	struct control_peer	 peer;
+	uid_t			 uid;		/* peer.uid, for the logs */
 	pid_t			 pid;
 	int			 eof;		/* the client sent EOF */
 	int			 closing;	/* close once output is out */
@@ -65,7 +100,17 @@ struct control_handler {
 static void	control_accept_cb(int, short, void *);
 static void	control_pause_cb(int, short, void *);
 static void	control_reap_cb(int, short, void *);
-static void	control_client_new(int);
+static int	control_privileged(uid_t);
+static mode_t	control_mode(void);
+static void	control_admin_group(const char *, const char *);
+static void	control_passed_mode(void);
+static void	control_peer_get(int, struct control_peer *);
+static int	control_in_group(const struct control_peer *, gid_t);
+static enum control_access control_access(const struct control_peer *);
+static void	control_deny_connect(int, struct control_peer *);
+static int	control_deny_request(struct control_client *,
+		    struct ctl_request *, const char *);
+static void	control_client_new(int, struct control_peer *);
 static void	control_client_kill(struct control_client *, const char *);
 static void	control_client_close(struct control_client *);
 static void	control_client_free(struct control_client *);
@@ -109,6 +154,7 @@ static const struct control_handler control_handlers[] = {
 static struct {
 	int			 fd;
 	char			*path;		/* NULL when socket-activated */
+	char			*sd_path;	/* where systemd's socket is */
 	dev_t			 dev;		/* of the file we bound */
 	ino_t			 ino;
 	struct event		*ev_accept;
@@ -118,15 +164,21 @@ static struct {
 	struct control_clients	 reap;
 	int			 nclients;
 	double			 last_full_log;
+	gid_t			 admin_gid;	/* the control group, or -1 */
+	char			 admin_name[64];	/* for messages */
+	struct logrl		 rl_connect;	/* outsiders refused */
+	struct logrl		 rl_request;	/* read-only users refused */
 } control = {
 	.fd = -1,
+	.admin_gid = (gid_t)-1,
 	.clients = TAILQ_HEAD_INITIALIZER(control.clients),
 	.reap = TAILQ_HEAD_INITIALIZER(control.reap),
 };
 
 /*
  * Open the control socket: the one systemd passed if there is one, else
- * bind path (mode 0660, owned by group when given). Returns 0 or -1.
+ * bind path (mode 0660, 0666 with a status_group; owned by group when
+ * given). Returns 0 or -1.
  */
 int
 control_init(const char *path, const char *group)
@@ -137,11 +189,17 @@ control_init(const char *path, const char *group)
 	}
 	if (control.fd != -1)
 		log_info("control: using the socket passed by systemd");
-	else if ((control.fd = control_sock_bind(path, group, &control.dev,
-	    &control.ino)) == -1)
+	else if ((control.fd = control_sock_bind(path, group, control_mode(),
+	    &control.dev, &control.ino)) == -1)
 		return (-1);
 	else
 		control.path = xstrdup(path);
+	if (control.path == NULL) {
+		control.sd_path = xstrdup(path);
+		control_admin_group(path, NULL);
+		control_passed_mode();
+	} else
+		control_admin_group(path, group);
 
 	control.ev_accept = event_new(td->base, control.fd,
 	    EV_READ | EV_PERSIST, control_accept_cb, NULL);
@@ -189,6 +247,10 @@ control_shutdown(void)
 	if (control.ev_reap != NULL)
 		event_free(control.ev_reap);
 	control.ev_accept = control.ev_pause = control.ev_reap = NULL;
+	logrl_clear(&control.rl_connect);
+	logrl_clear(&control.rl_request);
+	free(control.sd_path);
+	control.sd_path = NULL;
 	if (control.fd != -1)
 		close(control.fd);
 	control.fd = -1;
@@ -218,7 +280,8 @@ control_move(const char *path, const char *group, char *err, size_t errlen)
 	}
 	if (strcmp(path, control.path) == 0)
 		return (0);
-	if ((fd = control_sock_bind(path, group, &dev, &ino)) == -1) {
+	if ((fd = control_sock_bind(path, group, control_mode(), &dev,
+	    &ino)) == -1) {
 		snprintf(err, errlen, "cannot listen on %s (see the log); "
 		    "still on %s", path, control.path);
 		return (-1);
@@ -236,17 +299,220 @@ control_move(const char *path, const char *group, char *err, size_t errlen)
 	if (control.ev_accept == NULL)
 		fatalx("control: event_new");
 	event_add(control.ev_accept, NULL);
+	control_admin_group(path, group);
 	log_notice("control: moved to %s", path);
 	return (0);
 }
 
-/* Accept new clients, pausing for a second when out of descriptors. */
+/* The socket's mode: 0666 when status_group users must reach it. */
+static mode_t
+control_mode(void)
+{
+	return (td->conf->status_group != NULL ? 0666 : 0660);
+}
+
+/*
+ * Reload: give the socket the mode the new configuration needs (a
+ * status_group added or removed). A socket systemd passed keeps the mode
+ * its unit gave it; say so when that shuts status_group out.
+ */
+void
+control_reconf(void)
+{
+	struct stat	st;
+	mode_t		want = control_mode();
+
+	if (control.fd == -1)
+		return;
+	if (control.path == NULL) {
+		control_passed_mode();
+		return;
+	}
+	if (stat(control.path, &st) == -1 || st.st_dev != control.dev ||
+	    st.st_ino != control.ino || (st.st_mode & 0777) == want)
+		return;
+	if (chmod(control.path, want) == -1)
+		log_warn("control: chmod %s", control.path);
+	else
+		log_info("control: socket %s is now mode %04o (%s)",
+		    control.path, (unsigned)want, want == 0666 ?
+		    "status_group set" : "no status_group");
+}
+
+/* Warn when status_group is set but systemd's socket keeps others out. */
+static void
+control_passed_mode(void)
+{
+	struct stat st;
+
+	if (td->conf->status_group == NULL || control.sd_path == NULL ||
+	    stat(control.sd_path, &st) == -1 || (st.st_mode & 0006) == 0006)
+		return;
+	log_warnx("control: status_group \"%s\" is set, but the socket "
+	    "systemd passed is mode %04o: its members cannot connect (set "
+	    "SocketMode=0666 for tunneld.socket)", td->conf->status_group,
+	    (unsigned)(st.st_mode & 07777));
+}
+
+/*
+ * Learn the control group: group when we bound the socket with it, else
+ * the group that owns the file at path (ours, or SocketGroup= of a socket
+ * systemd passed). NSS is asked here, when the socket is set up, never
+ * per request.
+ */
+static void
+control_admin_group(const char *path, const char *group)
+{
+	struct stat	 st;
+	struct group	*gr;
+
+	control.admin_gid = (gid_t)-1;
+	strlcpy_(control.admin_name, "none", sizeof(control.admin_name));
+	if (stat(path, &st) == -1) {
+		log_warn("control: stat %s", path);
+		return;
+	}
+	control.admin_gid = st.st_gid;
+	if (group != NULL && *group != '\0')
+		strlcpy_(control.admin_name, group, sizeof(control.admin_name));
+	else if ((gr = getgrgid(st.st_gid)) != NULL)
+		strlcpy_(control.admin_name, gr->gr_name,
+		    sizeof(control.admin_name));
+	else
+		snprintf(control.admin_name, sizeof(control.admin_name),
+		    "gid %ld", (long)st.st_gid);
+}
+
+/* Whether a peer may use the clients kept in reserve: root, or our user. */
+static int
+control_privileged(uid_t uid)
+{
+	return (uid == 0 || uid == geteuid());
+}
+
+/*
+ * The peer's credentials as the kernel took them at connect(2): uid, gid
+ * and pid (SO_PEERCRED) and the supplementary groups (SO_PEERGROUPS).
+ * Unknown credentials are (uid_t)-1 and no group: they grant nothing.
+ */
+static void
+control_peer_get(int s, struct control_peer *p)
+{
+	struct ucred	uc;
+	gid_t		small[64];
+	socklen_t	len = sizeof(uc);
+
+	memset(p, 0, sizeof(*p));
+	p->uid = (uid_t)-1;
+	p->gid = (gid_t)-1;
+	p->pid = -1;
+	if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &uc, &len) == -1 ||
+	    len != sizeof(uc))
+		return;
+	p->uid = uc.uid;
+	p->gid = uc.gid;
+	p->pid = uc.pid;
+
+	len = sizeof(small);
+	if (getsockopt(s, SOL_SOCKET, SO_PEERGROUPS, small, &len) == 0) {
+		if (len == 0)
+			return;
+		p->groups = xmalloc(len);
+		memcpy(p->groups, small, len);
+	} else {
+		/* ERANGE: len is the size needed. */
+		if (errno != ERANGE || len == 0 ||
+		    len > CONTROL_GROUPS_MAX * sizeof(gid_t)) {
+			log_debug("control: uid %ld pid %ld: SO_PEERGROUPS: %s",
+			    (long)p->uid, (long)p->pid, strerror(errno));
+			return;
+		}
+		p->groups = xmalloc(len);
+		if (getsockopt(s, SOL_SOCKET, SO_PEERGROUPS, p->groups,
+		    &len) == -1) {
+			free(p->groups);
+			p->groups = NULL;
+			return;
+		}
+	}
+	p->ngroups = (int)(len / sizeof(gid_t));
+}
+
+/* Whether the peer had gid g, as its group or a supplementary one. */
+static int
+control_in_group(const struct control_peer *p, gid_t g)
+{
+	int i;
+
+	if (g == (gid_t)-1)
+		return (0);
+	if (p->gid == g)
+		return (1);
+	for (i = 0; i < p->ngroups; i++) {
+		if (p->groups[i] == g)
+			return (1);
+	}
+	return (0);
+}
+
+/*
+ * What the peer may do now: everything (root, our own user, the control
+ * group), read (status_group of the running configuration), or nothing.
+ */
+static enum control_access
+control_access(const struct control_peer *p)
+{
+	if (p->uid == (uid_t)-1)
+		return (CONTROL_DENY);
+	if (control_privileged(p->uid) ||
+	    control_in_group(p, control.admin_gid))
+		return (CONTROL_ALL);
+	if (td->conf->status_group != NULL &&
+	    control_in_group(p, td->conf->status_gid))
+		return (CONTROL_READ);
+	return (CONTROL_DENY);
+}
+
+/*
+ * A peer that may do nothing (the socket is 0666 for status_group): tell
+ * it why, close, and log it. It never takes a client slot.
+ */
+static void
+control_deny_connect(int s, struct control_peer *p)
+{
+	const char	*sg = td->conf->status_group;
+	char		 why[256], msg[CONTROL_MSG_MAX];
+
+	if (sg != NULL)
+		snprintf(why, sizeof(why), "in neither the control group (%s) "
+		    "nor status_group (%s)", control.admin_name, sg);
+	else
+		snprintf(why, sizeof(why), "not in the control group (%s)",
+		    control.admin_name);
+	snprintf(msg, sizeof(msg), "%s %d permission denied: uid %ld is %s\n",
+	    CTL_END, CTL_EXIT_UNREACHABLE, (long)p->uid, why);
+	if (send(s, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT) == -1)
+		log_debug("control: send: %s", strerror(errno));
+	close(s);
+	logrl_log(&control.rl_connect, LOGL_WARNING, "refused connections",
+	    "control: uid %ld pid %ld: permission denied: %s; connection "
+	    "closed", (long)p->uid, (long)p->pid, why);
+	free(p->groups);
+	p->groups = NULL;
+}
+
+/*
+ * Accept new clients, pausing for a second when out of descriptors. A
+ * peer that may do nothing is refused at once. Past the limit a client is
+ * told why and closed; root gets in up to the reserve above it.
+ */
 static void
 control_accept_cb(int fd, short what, void *arg)
 {
 	static const char	full[] = CTL_END " 1 too many control clients\n";
 	struct timeval		tv = { 1, 0 };
-	int			s, i;
+	struct control_peer	p;
+	int			s, i, limit;
 
 	(void)what;
 	(void)arg;
@@ -264,19 +530,31 @@ control_accept_cb(int fd, short what, void *arg)
 				log_warn("control: accept");
 			return;
 		}
-		if (control.nclients >= CONTROL_CLIENTS_MAX) {
+		control_peer_get(s, &p);
+		if (control_access(&p) == CONTROL_DENY) {
+			control_deny_connect(s, &p);
+			continue;
+		}
+		limit = CONTROL_CLIENTS_MAX;
+		if (control_privileged(p.uid))
+			limit += CONTROL_CLIENTS_RESERVE;
+		if (control.nclients >= limit) {
 			if (send(s, full, sizeof(full) - 1,
 			    MSG_NOSIGNAL | MSG_DONTWAIT) == -1)
 				log_debug("control: send: %s", strerror(errno));
 			close(s);
 			if (monotime() - control.last_full_log >= 10) {
 				log_warnx("control: too many clients (limit "
-				    "%d), refusing more", CONTROL_CLIENTS_MAX);
+				    "%d, and %d more for root): refusing new "
+				    "ones, first uid %ld pid %ld",
+				    CONTROL_CLIENTS_MAX, CONTROL_CLIENTS_RESERVE,
+				    (long)p.uid, (long)p.pid);
 				control.last_full_log = monotime();
 			}
+			free(p.groups);
 			continue;
 		}
-		control_client_new(s);
+		control_client_new(s, &p);
 	}
 }
 
@@ -291,26 +569,26 @@ control_pause_cb(int fd, short what, void *arg)
 		event_add(control.ev_accept, NULL);
 }
 
-/* Set up a new client on an accepted socket. */
+/*
+ * Set up a new client on an accepted socket, with its peer's credentials
+ * (the client takes p's groups).
+ */
 static void
-control_client_new(int s)
+control_client_new(int s, struct control_peer *p)
 {
 	struct control_client	*c;
-	struct ucred		 uc;
-	socklen_t		 len = sizeof(uc);
 	struct timeval		 tv = { CONTROL_IDLE, 0 };
 
 	c = xcalloc(1, sizeof(*c));
-	c->uid = (uid_t)-1;
-	c->pid = -1;
-	if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &uc, &len) == 0) {
-		c->uid = uc.uid;
-		c->pid = uc.pid;
-	}
+	c->peer = *p;
+	p->groups = NULL;
+	c->uid = c->peer.uid;
+	c->pid = c->peer.pid;
 	if ((c->bev = bufferevent_socket_new(td->base, s,
 	    BEV_OPT_CLOSE_ON_FREE)) == NULL) {
 		log_warnx("control: bufferevent_socket_new failed");
 		close(s);
+		free(c->peer.groups);
 		free(c);
 		return;
 	}
@@ -374,6 +652,7 @@ control_client_free(struct control_client *c)
 	event_free(c->ev_wait);
 	event_free(c->ev_kick);
 	free(c->pending);
+	free(c->peer.groups);
 	free(c);
 }
 
@@ -534,6 +813,12 @@ control_request(struct control_client *c, const char *line, size_t len)
 		snprintf(what, sizeof(what), "%s %s (%d names)",
 		    CTL_PROTO_WORD, ctl_verbs[req->verb].name, req->argc);
 	what[strcspn(what, "\n")] = '\0';
+
+	/* Who may do what: decided again for every request. */
+	if (control_deny_request(c, req, what + strlen(CTL_PROTO_WORD) + 1)) {
+		free(req);
+		return;
+	}
 	if (ctl_verbs[req->verb].flags & CTL_F_MUTATING)
 		log_info("control: uid %ld pid %ld: %s", (long)c->uid,
 		    (long)c->pid, what + strlen(CTL_PROTO_WORD) + 1);
@@ -543,6 +828,50 @@ control_request(struct control_client *c, const char *line, size_t len)
 
 	if (h->fn(c, req) == 0)
 		free(req);
+}
+
+/*
+ * Refuse a request the peer may not make (what: the request, for the
+ * log): 1 when refused and answered, 0 when it may go on. A member of
+ * status_group may use the verbs that only read.
+ */
+static int
+control_deny_request(struct control_client *c, struct ctl_request *req,
+    const char *what)
+{
+	enum control_access	 a = control_access(&c->peer);
+	char			 verbs[256];
+	size_t			 off = 0;
+	int			 i, n;
+
+	if (a == CONTROL_ALL || (a == CONTROL_READ &&
+	    !(ctl_verbs[req->verb].flags & CTL_F_MUTATING)))
+		return (0);
+	logrl_log(&control.rl_request, LOGL_WARNING, "refused requests",
+	    "control: uid %ld pid %ld: permission denied: %s", (long)c->uid,
+	    (long)c->pid, what);
+	if (a == CONTROL_DENY) {
+		/* status_group was removed by a reload since it connected. */
+		control_end(c, CTL_EXIT_UNREACHABLE, "permission denied: uid "
+		    "%ld is not in the control group (%s)", (long)c->uid,
+		    control.admin_name);
+		return (1);
+	}
+	verbs[0] = '\0';
+	for (i = 0; i < CTL_NVERBS; i++) {
+		if (ctl_verbs[i].flags & CTL_F_MUTATING)
+			continue;
+		n = snprintf(verbs + off, sizeof(verbs) - off, "%s%s",
+		    off > 0 ? ", " : "", ctl_verbs[i].name);
+		if (n < 0 || (size_t)n >= sizeof(verbs) - off)
+			break;
+		off += (size_t)n;
+	}
+	control_end(c, CTL_EXIT_UNREACHABLE, "permission denied: \"%s\" "
+	    "changes tunneld, and uid %ld is not in the control group (%s); "
+	    "status_group (%s) may only use %s", ctl_verbs[req->verb].name,
+	    (long)c->uid, control.admin_name, td->conf->status_group, verbs);
+	return (1);
 }
 
 /* Queue one body line; control characters become spaces. */

@@ -8,6 +8,12 @@
  * spaces (an error text from a server may hold a newline), a JSON string
  * has them escaped. The formats are in docs/control-protocol.md section 4.
  *
+ * An error is shown as it is where it says why a tunnel or link is in its
+ * state, and with its age ("3m05s ago: ...") where it is history: the last
+ * error of a tunnel that is up (or down) again, of a link that is trying
+ * again. JSON has it as last_error with last_error_time and
+ * last_error_seconds.
+ *
  * Also here, for the same verbs: which tunnels a request names, and the
  * messages of final lines that say which tunnels are not up and why.
  * Nothing in this file touches a client.
@@ -33,6 +39,9 @@
 static void	control_show_table(struct evbuffer *, char **, int, int);
 static void	control_show_json_str(struct evbuffer *, const char *);
 static const char *control_show_link_error(const struct fwd *);
+static char	*control_show_error_cell(const char *, double, int, double);
+static void	control_show_error_json(struct evbuffer *, const char *,
+		    time_t, double, double);
 static void	control_show_status_row(const struct fwd *, char **, double);
 static void	control_show_status_json(struct evbuffer *, const struct fwd *,
 		    double);
@@ -154,8 +163,52 @@ control_show_link_error(const struct fwd *f)
 }
 
 /*
- * The cells of one status row. ERROR is the tunnel's own last error, else
- * its link's while the link is not up ("link HOST: ..."), else empty.
+ * An ERROR cell: err as it is, or when old, with its age: "41s ago: err"
+ * (at is the monotonic time err was set; 0 if unknown: no age then).
+ */
+static char *
+control_show_error_cell(const char *err, double at, int old, double now)
+{
+	char	 age[32], *cell;
+
+	if (!old || at <= 0 || err[0] == '\0')
+		return (xstrdup(err));
+	format_duration(now - at, age, sizeof(age));
+	xasprintf(&cell, "%s ago: %s", age, err);
+	return (cell);
+}
+
+/*
+ * Append ,"last_error":...,"last_error_time":...,"last_error_seconds":...
+ * (the time as RFC 3339, the seconds since; null where unknown).
+ */
+static void
+control_show_error_json(struct evbuffer *b, const char *err, time_t t,
+    double at, double now)
+{
+	char	when[40];
+	int	known = err[0] != '\0';
+
+	evbuffer_add_printf(b, ",\"last_error\":");
+	control_show_json_str(b, known ? err : NULL);
+	evbuffer_add_printf(b, ",\"last_error_time\":");
+	if (known && t > 0) {
+		format_rfc3339(t, when, sizeof(when));
+		control_show_json_str(b, when);
+	} else
+		control_show_json_str(b, NULL);
+	if (known && at > 0)
+		evbuffer_add_printf(b, ",\"last_error_seconds\":%.0f",
+		    floor(fmax(0, now - at)));
+	else
+		evbuffer_add_printf(b, ",\"last_error_seconds\":null");
+}
+
+/*
+ * The cells of one status row. ERROR: for a tunnel waiting (or starting)
+ * while its link is not up, the link's last error ("link HOST: ..."); for
+ * a failed one its own error, the reason; otherwise its own last error,
+ * if any, with its age.
  */
 static void
 control_show_status_row(const struct fwd *f, char **cells, double now)
@@ -188,11 +241,13 @@ control_show_status_row(const struct fwd *f, char **cells, double now)
 	format_bytes(f->bytes_out, out, sizeof(out));
 	cells[8] = xstrdup(in);
 	cells[9] = xstrdup(out);
-	if (f->last_error[0] == '\0' &&
-	    (lerr = control_show_link_error(f)) != NULL)
+	lerr = control_show_link_error(f);
+	if (lerr != NULL && (f->state == FWD_WAITING ||
+	    f->state == FWD_STARTING || f->last_error[0] == '\0'))
 		xasprintf(&cells[10], "link %s: %s", f->link->hc->name, lerr);
 	else
-		cells[10] = xstrdup(f->last_error);
+		cells[10] = control_show_error_cell(f->last_error,
+		    f->last_error_mono, f->state != FWD_FAILED, now);
 }
 
 /* One tunnel as a JSON object. */
@@ -236,9 +291,8 @@ control_show_status_json(struct evbuffer *b, const struct fwd *f, double now)
 	    f->conns_total, f->conns_failed);
 	evbuffer_add_printf(b, ",\"in\":%" PRIu64 ",\"out\":%"
 	    PRIu64, f->bytes_in, f->bytes_out);
-	evbuffer_add_printf(b, ",\"last_error\":");
-	control_show_json_str(b, f->last_error[0] != '\0' ? f->last_error :
-	    NULL);
+	control_show_error_json(b, f->last_error, f->last_error_time,
+	    f->last_error_mono, now);
 	evbuffer_add_printf(b, ",\"link_error\":");
 	control_show_json_str(b, control_show_link_error(f));
 	evbuffer_add_printf(b, ",\"enabled\":%s}",
@@ -323,7 +377,11 @@ control_show_link_address(const struct link *l, char *buf, size_t len)
 	}
 }
 
-/* The cells of one links row; ERROR is the link's last error or empty. */
+/*
+ * The cells of one links row. ERROR is the link's last error (cleared when
+ * it comes up): why it is in backoff, failed or waiting; with its age once
+ * the link is connecting again or idle.
+ */
 static void
 control_show_link_row(const struct link *l, char **row, double now)
 {
@@ -358,7 +416,9 @@ control_show_link_row(const struct link *l, char **row, double now)
 			nen++;
 	}
 	xasprintf(&row[7], "%d/%d", nen, nf);
-	row[8] = xstrdup(l->last_error);
+	row[8] = control_show_error_cell(l->last_error, l->last_error_mono,
+	    l->state == LINK_CONNECTING || l->state == LINK_IDLE ||
+	    l->state == LINK_UP, now);
 }
 
 /* One link as a JSON object. */
@@ -409,9 +469,8 @@ control_show_link_json(struct evbuffer *b, const struct link *l, double now)
 		evbuffer_add_printf(b, ",\"rtt_ms\":%.3f", l->rtt_us / 1000.0);
 	else
 		evbuffer_add_printf(b, ",\"rtt_ms\":null");
-	evbuffer_add_printf(b, ",\"last_error\":");
-	control_show_json_str(b, l->last_error[0] != '\0' ? l->last_error :
-	    NULL);
+	control_show_error_json(b, l->last_error, l->last_error_time,
+	    l->last_error_mono, now);
 	evbuffer_add_printf(b, ",\"tunnels\":[");
 	i = 0;
 	TAILQ_FOREACH(f, &l->fwds, entry) {
@@ -563,16 +622,18 @@ control_show_wait_msg(struct control_msg *m, const struct ctl_request *req,
 		}
 		if (f->state == FWD_UP)
 			continue;
-		if (f->last_error[0] == '\0' && f->state == FWD_WAITING &&
-		    f->link != NULL && f->link->last_error[0] != '\0')
+		/* The reason: a failed tunnel's own, a waiting one's link. */
+		if (f->state == FWD_WAITING && f->link != NULL &&
+		    f->link->last_error[0] != '\0')
 			control_show_msg_add(m, "%s%s (waiting: link %s: %s)",
 			    n++ ? ", " : "", f->tc->name, f->link->hc->name,
 			    f->link->last_error);
+		else if (f->state == FWD_FAILED && f->last_error[0] != '\0')
+			control_show_msg_add(m, "%s%s (failed: %s)",
+			    n++ ? ", " : "", f->tc->name, f->last_error);
 		else
-			control_show_msg_add(m, "%s%s (%s%s%s)",
+			control_show_msg_add(m, "%s%s (%s)",
 			    n++ ? ", " : "", f->tc->name,
-			    fwd_state_name(f->state),
-			    f->last_error[0] != '\0' ? ": " : "",
-			    f->last_error);
+			    fwd_state_name(f->state));
 	}
 }

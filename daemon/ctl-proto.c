@@ -3,6 +3,11 @@
  * tunneld and tunctl: the verb table, the request parser and builder, and
  * the body-line escaping. Nothing here allocates; a request is parsed into
  * a fixed-size struct ctl_request from a line of at most CTL_LINE_MAX bytes.
+ *
+ * A word of a request is bare (up to the next space or tab) or quoted, so
+ * that every argument travels as one word whatever it holds: "a b" with
+ * \" and \\ inside, or 'a b' taken as it is. A quoted word is always a
+ * name, never an option, so "--all" in quotes cannot become the flag.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,6 +24,8 @@ static int	ctlp_fail(char *, size_t, const char *, ...)
 static int	ctlp_option(const char *, struct ctl_request *, char *, size_t);
 static int	ctlp_timeout(const char *, int *);
 static int	ctlp_check_args(struct ctl_request *, char *, size_t);
+static int	ctlp_word(char *, char **, char **, int *, char *, size_t);
+static int	ctlp_add_word(char *, size_t, size_t *, const char *);
 
 /* Every verb, indexed by enum ctl_verb_id. */
 const struct ctl_verb ctl_verbs[CTL_NVERBS] = {
@@ -190,21 +197,33 @@ ctlp_option(const char *word, struct ctl_request *req, char *err,
 	return (0);
 }
 
+/*
+ * Check a tunnel name against the name syntax. Returns 0, or -1 with a
+ * message in err: tunctl refuses such a name before sending it, the daemon
+ * answers it with CTL_EXIT_USAGE.
+ */
+int
+ctlp_check_name(const char *name, char *err, size_t errlen)
+{
+	char	q[QUOTE_MAX * 4 + 8];
+
+	if (valid_name(name))
+		return (0);
+	ctlp_quote(name, q, sizeof(q));
+	return (ctlp_fail(err, errlen, "bad tunnel name %s: a name is 1 to %d "
+	    "of A-Z a-z 0-9 _ . -", q, NAME_MAXLEN));
+}
+
 /* Check the names of a request and their number against its verb. */
 static int
 ctlp_check_args(struct ctl_request *req, char *err, size_t errlen)
 {
 	const struct ctl_verb	*v = &ctl_verbs[req->verb];
-	char			 q[QUOTE_MAX * 4 + 8];
 	int			 i;
 
 	for (i = 0; i < req->argc; i++) {
-		if (!valid_name(req->argv[i])) {
-			ctlp_quote(req->argv[i], q, sizeof(q));
-			return (ctlp_fail(err, errlen, "bad tunnel name %s: "
-			    "a name is 1 to %d of A-Z a-z 0-9 _ . -", q,
-			    NAME_MAXLEN));
-		}
+		if (ctlp_check_name(req->argv[i], err, errlen) == -1)
+			return (-1);
 	}
 	if (req->all && req->argc > 0)
 		return (ctlp_fail(err, errlen, "\"%s\": give tunnel names or "
@@ -227,6 +246,70 @@ ctlp_check_args(struct ctl_request *req, char *err, size_t errlen)
 }
 
 /*
+ * Cut the next word out of the line at *pp, in place (base is the start of
+ * the line, for offsets in messages). A bare word runs to the next space or
+ * tab. A word that starts with a double quote runs to the next unescaped
+ * one, with \" for a quote and \\ for a backslash; one that starts with a
+ * single quote runs to the next single quote, taken as it is. A closing
+ * quote must end the word. Returns 1 with the word in *word (and *quoted
+ * set when it was quoted), 0 at the end of the line, or -1 with a message.
+ */
+static int
+ctlp_word(char *base, char **pp, char **word, int *quoted, char *err,
+    size_t errlen)
+{
+	char	*r = *pp, *w, *start, q;
+
+	while (*r == ' ' || *r == '\t')
+		r++;
+	if (*r == '\0') {
+		*pp = r;
+		return (0);
+	}
+	*word = w = r;
+	*quoted = 0;
+	if (*r != '"' && *r != '\'') {
+		while (*r != '\0' && *r != ' ' && *r != '\t')
+			r++;
+		if (*r != '\0')
+			*r++ = '\0';
+		*pp = r;
+		return (1);
+	}
+
+	/* Decoded in place: the word never grows, w stays behind r. */
+	start = r;
+	q = *r++;
+	for (;;) {
+		if (*r == '\0')
+			return (ctlp_fail(err, errlen, "unterminated quote: the "
+			    "%s at offset %zu has no closing one",
+			    q == '"' ? "\"" : "'", (size_t)(start - base)));
+		if (*r == q)
+			break;
+		if (q == '"' && *r == '\\') {
+			r++;
+			if (*r == '\0')
+				continue;
+			if (*r != '"' && *r != '\\')
+				return (ctlp_fail(err, errlen, "bad escape at "
+				    "offset %zu: in double quotes a backslash "
+				    "goes only before \" or \\",
+				    (size_t)(r - 1 - base)));
+		}
+		*w++ = *r++;
+	}
+	r++;
+	if (*r != '\0' && *r != ' ' && *r != '\t')
+		return (ctlp_fail(err, errlen, "a closing quote must end its "
+		    "word (offset %zu)", (size_t)(r - 1 - base)));
+	*w = '\0';
+	*quoted = 1;
+	*pp = r;
+	return (1);
+}
+
+/*
  * Parse one request line (without its newline; a trailing "\r" or "\n" is
  * ignored) into req. Returns 0, or -1 with a message for the peer in err;
  * the caller answers that with CTL_EXIT_USAGE.
@@ -236,9 +319,9 @@ ctlp_parse(const char *line, struct ctl_request *req, char *err,
     size_t errlen)
 {
 	char	 q[QUOTE_MAX * 4 + 8], verbs[128];
-	char	*p, *word, *words[3];
+	char	*p, *word, *words[2];
 	size_t	 len, i;
-	int	 nwords = 0, options = 1;
+	int	 n, nwords = 0, options = 1, quoted;
 
 	memset(req, 0, offsetof(struct ctl_request, argv));
 	req->verb = -1;
@@ -265,9 +348,11 @@ ctlp_parse(const char *line, struct ctl_request *req, char *err,
 
 	/* The version word and the verb. */
 	p = req->buf;
-	while (nwords < 2 && (word = strsep(&p, " \t")) != NULL) {
-		if (*word != '\0')
-			words[nwords++] = word;
+	while (nwords < 2 && (n = ctlp_word(req->buf, &p, &word, &quoted,
+	    err, errlen)) != 0) {
+		if (n == -1)
+			return (-1);
+		words[nwords++] = word;
 	}
 	if (nwords == 0)
 		return (ctlp_fail(err, errlen, "empty request (expected \"%s "
@@ -293,15 +378,16 @@ ctlp_parse(const char *line, struct ctl_request *req, char *err,
 		    q, verbs));
 	}
 
-	/* Options (anywhere until "--") and names. */
-	while ((word = strsep(&p, " \t")) != NULL) {
-		if (*word == '\0')
-			continue;
-		if (options && strcmp(word, "--") == 0) {
+	/* Options (anywhere until "--", never quoted) and names. */
+	while ((n = ctlp_word(req->buf, &p, &word, &quoted, err,
+	    errlen)) != 0) {
+		if (n == -1)
+			return (-1);
+		if (options && !quoted && strcmp(word, "--") == 0) {
 			options = 0;
 			continue;
 		}
-		if (options && strncmp(word, "--", 2) == 0) {
+		if (options && !quoted && strncmp(word, "--", 2) == 0) {
 			if (ctlp_option(word, req, err, errlen) == -1)
 				return (-1);
 			continue;
@@ -315,9 +401,47 @@ ctlp_parse(const char *line, struct ctl_request *req, char *err,
 }
 
 /*
+ * Append " WORD" to buf at *off: bare when the parser reads it back as it
+ * is, else in double quotes. Returns 0, or -1 when it does not fit or the
+ * word holds a byte no request may carry.
+ */
+static int
+ctlp_add_word(char *buf, size_t len, size_t *off, const char *word)
+{
+	const unsigned char	*p;
+	int			 quote;
+
+	quote = *word == '\0' || strpbrk(word, " \t\"'\\") != NULL;
+	if (*off + 2 > len)
+		return (-1);
+	buf[(*off)++] = ' ';
+	if (quote)
+		buf[(*off)++] = '"';
+	for (p = (const unsigned char *)word; *p != '\0'; p++) {
+		if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+			return (-1);
+		if (*off + 3 > len)
+			return (-1);
+		if (quote && (*p == '"' || *p == '\\'))
+			buf[(*off)++] = '\\';
+		buf[(*off)++] = *p;
+	}
+	if (quote) {
+		if (*off + 2 > len)
+			return (-1);
+		buf[(*off)++] = '"';
+	}
+	buf[*off] = '\0';
+	return (0);
+}
+
+/*
  * Build the request line for req, newline included, into buf. Options come
- * first; "--" is put before the names when one of them starts with '-'.
- * Returns the length, or -1 when it does not fit in len or CTL_LINE_MAX.
+ * first; "--" is put before the names when one of them starts with '-', and
+ * a name that holds a space, a tab, a quote or a backslash, or is empty, is
+ * put in double quotes, so each travels as one word. Returns the length, or
+ * -1 when it does not fit in len or CTL_LINE_MAX, or a name holds a control
+ * character other than a tab.
  */
 int
 ctlp_format(const struct ctl_request *req, char *buf, size_t len)
@@ -347,8 +471,10 @@ ctlp_format(const struct ctl_request *req, char *buf, size_t len)
 	}
 	if (dashdash)
 		CTLP_ADD(" --");
-	for (i = 0; i < req->argc; i++)
-		CTLP_ADD(" %s", req->argv[i]);
+	for (i = 0; i < req->argc; i++) {
+		if (ctlp_add_word(buf, len, &off, req->argv[i]) == -1)
+			return (-1);
+	}
 	CTLP_ADD("\n");
 #undef CTLP_ADD
 

@@ -21,6 +21,8 @@
  * tunneld/2: IN and OUT of status (table and JSON, now "in" and "out"
  * instead of "bytes_in" and "bytes_out") count the other way round, as
  * SPEC section 4 says: IN from the connecting client towards the target.
+ * Quoted words ("a b", 'a b') came later without a bump: a request that
+ * used none means what it meant, and tunctl never needs them for a name.
  */
 #define CTL_PROTO_WORD		"tunneld/2"
 #define CTL_PROTO_PREFIX	"tunneld/"	/* of every version word */
@@ -89,6 +91,7 @@ int	 ctlp_verb_find(const char *);
 void	 ctlp_verb_list(char *, size_t);
 int	 ctlp_parse(const char *, struct ctl_request *, char *, size_t);
 int	 ctlp_format(const struct ctl_request *, char *, size_t);
+int	 ctlp_check_name(const char *, char *, size_t);
 void	 ctlp_quote(const char *, char *, size_t);
 const char *ctlp_escape_prefix(const char *);
 const char *ctlp_unescape(const char *);

@@ -9,6 +9,12 @@
  * to the link's dying list; it is freed once the channels it still had
  * being opened are answered (freeing them earlier would leave them open
  * on the server).
+ *
+ * A tunnel's last error stays, with its time, after the tunnel is up
+ * again: tunctl shows its age. A failed connection is the client's
+ * business more than the operator's: it is counted (conns_failed), kept as
+ * the last error and logged at info, the first of a burst only, then a
+ * summary per window (logrl.c); every one of them at debug.
  */
 #include <sys/types.h>
 
@@ -22,6 +28,7 @@
 #include "tunneld.h"
 
 static void	fwd_retry_cb(int, short, void *);
+static void	fwd_error_stamp(struct fwd *, double);
 
 /* Names of tunnel states, as tunctl shows them. */
 const char *
@@ -102,6 +109,8 @@ fwd_free(struct fwd *f)
 	}
 	if (f->hop_for != NULL)
 		f->hop_for->hop = NULL;
+	logrl_clear(&f->rl_conn);
+	logrl_clear(&f->rl_admit);
 	event_free(f->ev_retry);
 	event_free(f->ev_accept);
 	free(f->tc);
@@ -194,18 +203,30 @@ fwd_via(const char *name)
 	return (NULL);
 }
 
-/* Change state: stamp it, log it, tell the control side. */
+/* The last error was set now (monotonic): note when, for its age. */
+static void
+fwd_error_stamp(struct fwd *f, double now)
+{
+	f->last_error_time = time(NULL);
+	f->last_error_mono = now;
+}
+
+/*
+ * Change state: stamp it, log it, tell the control side. An error given
+ * is the new last error, stamped with the state's own time.
+ */
 void
 fwd_set_state(struct fwd *f, enum fwd_state state, const char *fmt, ...)
 {
-	va_list ap;
+	va_list	ap;
+	double	now = monotime();
 
 	if (fmt != NULL) {
 		va_start(ap, fmt);
 		vsnprintf(f->last_error, sizeof(f->last_error), fmt, ap);
 		va_end(ap);
-	} else if (state == FWD_UP)
-		f->last_error[0] = '\0';
+		fwd_error_stamp(f, now);
+	}
 	if (f->state == state)
 		return;
 	log_info("tunnel %s: %s -> %s%s%s", f->tc->name,
@@ -213,12 +234,15 @@ fwd_set_state(struct fwd *f, enum fwd_state state, const char *fmt, ...)
 	    fmt != NULL ? ": " : "", fmt != NULL ? f->last_error : "");
 	f->state = state;
 	f->since = time(NULL);
-	f->since_mono = monotime();
+	f->since_mono = now;
 	control_state_changed();
 	tunneld_status_changed();
 }
 
-/* Remember an error of one connection; the tunnel's state stays. */
+/*
+ * Remember an error of one connection (the caller counted it); the
+ * tunnel's state stays. Logged at info, rate limited per tunnel.
+ */
 void
 fwd_note_error(struct fwd *f, const char *fmt, ...)
 {
@@ -227,6 +251,7 @@ fwd_note_error(struct fwd *f, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(f->last_error, sizeof(f->last_error), fmt, ap);
 	va_end(ap);
+	fwd_error_stamp(f, monotime());
 	if (f->is_hop && f->hop_for != NULL) {
 		/*
 		 * The jump host refused to carry the link: that is the link's
@@ -236,10 +261,12 @@ fwd_note_error(struct fwd *f, const char *fmt, ...)
 		 */
 		strlcpy_(f->hop_for->hop_error, f->last_error,
 		    sizeof(f->hop_for->hop_error));
-		log_warnx("link %s: %s", f->hop_for->hc->name, f->last_error);
+		logrl_log(&f->rl_conn, LOGL_WARNING, "failed hops",
+		    "link %s: %s", f->hop_for->hc->name, f->last_error);
 		return;
 	}
-	log_warnx("tunnel %s: %s", f->tc->name, f->last_error);
+	logrl_log(&f->rl_conn, LOGL_INFO, "failed connections",
+	    "tunnel %s: %s", f->tc->name, f->last_error);
 }
 
 /* Set the state an enabled tunnel has, given its listener and its link. */
@@ -404,8 +431,8 @@ fwd_admit(struct fwd *f, const char *peer)
 	    f->conns_active < (uint64_t)f->tc->max_connections)
 		return (0);
 	f->conns_failed++;
-	log_warnx("tunnel %s: connection from %s refused: %d connections "
-	    "open (max_connections)", f->tc->name, peer,
-	    f->tc->max_connections);
+	logrl_log(&f->rl_admit, LOGL_INFO, "refused connections",
+	    "tunnel %s: connection from %s refused: %d connections open "
+	    "(max_connections)", f->tc->name, peer, f->tc->max_connections);
 	return (-1);
 }

@@ -196,7 +196,7 @@ fwd_remote_adopt(struct link *l, struct fwd *f)
 	    "taken back", f->tc->name, l->hc->name, addr, lo->port);
 	TAILQ_REMOVE(&l->leftovers, lo, entry);
 	l->nleftovers--;
-	fwd_remote_bound(f, 1, lo->port, NULL);
+	fwd_remote_bound(f, 1, lo->port);
 	free(lo);
 	return (1);
 }
@@ -216,7 +216,7 @@ fwd_remote_forget_leftovers(struct link *l)
 
 /* The answer to our tcpip-forward request. */
 void
-fwd_remote_bound(struct fwd *f, int ok, int port, const char *err)
+fwd_remote_bound(struct fwd *f, int ok, int port)
 {
 	const struct endpoint	*ep = &f->tc->listen;
 	const char		*hint;
@@ -253,8 +253,10 @@ fwd_remote_bound(struct fwd *f, int ok, int port, const char *err)
 		    "session, which the server has not noticed is gone yet";
 	else
 		hint = "the port is in use on the server";
-	fwd_set_state(f, FWD_FAILED, "%s refused to listen on %s (%s): %s",
-	    f->link->hc->name, shown, err != NULL ? err : "refused", hint);
+	/* A refusal has no reason (RFC 4254 4: REQUEST_FAILURE), and libssh's
+	 * one error text per session may be another call's: ours, then. */
+	fwd_set_state(f, FWD_FAILED, "%s refused to listen on %s: %s",
+	    f->link->hc->name, shown, hint);
 	log_warnx("tunnel %s: %s", f->tc->name, f->last_error);
 	fwd_schedule_retry(f);
 }

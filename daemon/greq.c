@@ -149,7 +149,6 @@ greq_run(struct link *l)
 static void
 greq_done(struct link *l, struct greq *g, int rc, int bound)
 {
-	const char	*err = ssh_get_error(l->session);
 	struct greq	*c;
 
 	switch (g->type) {
@@ -162,7 +161,7 @@ greq_done(struct link *l, struct greq *g, int rc, int bound)
 		if (g->port != 0)
 			bound = g->port;
 		if (g->fwd != NULL) {
-			fwd_remote_bound(g->fwd, rc == SSH_OK, bound, err);
+			fwd_remote_bound(g->fwd, rc == SSH_OK, bound);
 		} else if (rc == SSH_OK) {
 			/* Its tunnel was stopped meanwhile: undo it. */
 			c = greq_push(l, GREQ_CANCEL, NULL, g->addr, bound);

@@ -7,12 +7,22 @@
  * client (agent.c): libssh only reads answers prepared for it, and while
  * the real agent works (a key added with ssh-add -c waits for a person)
  * the step waits for agent.c's kick.
+ *
+ * Keys and state as OpenSSH handles them: an identity file owned by the
+ * daemon's user that group or others may access is refused, as ssh(1)
+ * refuses it (sshkey_perm_ok() in OpenSSH's authfile.c: only the owner
+ * matters, so a key owned by root and readable by our group is accepted
+ * when we are not root, and refused when we are); a learned host key is
+ * written to known_hosts atomically (known_hosts.c). libssh never reads
+ * ~/.ssh/config or /etc/ssh/ssh_config for us (link.c sets
+ * SSH_OPTIONS_PROCESS_CONFIG to false).
  */
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,6 +36,9 @@
 
 /* The agent's key list must come within this (at most half the attempt). */
 #define HANDSHAKE_AGENT_LIST_TIMEOUT	5.0
+
+/* The largest identity file we read (OpenSSH's MAX_KEY_FILE_SIZE). */
+#define HANDSHAKE_KEY_MAX		(1024 * 1024)
 
 /* What the agent step tells handshake_auth(). */
 #define AUTH_WAIT	0	/* call again */
@@ -45,6 +58,8 @@ static void	handshake_note(struct link *, const char *, ...)
 static void	handshake_fingerprint(ssh_key, char *, size_t);
 static int	handshake_known_key(struct link *, char *, size_t);
 static void	handshake_hostspec(struct link *, char *, size_t);
+static int	handshake_learn(struct link *, const char *);
+static ssh_key	handshake_load_key(struct link *, const char *);
 
 /*
  * Advance the handshake. Returns 1 when the link is authenticated, 0 when
@@ -140,7 +155,6 @@ handshake_hostkey(struct link *l)
 {
 	ssh_key			 srv = NULL;
 	char			 seen[256], known[256], spec[HOST_MAXLEN + 16];
-	char			*dir, *copy;
 	enum ssh_known_hosts_e	 state;
 
 	if (ssh_get_server_publickey(l->session, &srv) != SSH_OK) {
@@ -174,17 +188,8 @@ handshake_hostkey(struct link *l)
 			    spec, l->hc->known_hosts, seen);
 			return (-1);
 		}
-		copy = xstrdup(l->hc->known_hosts);
-		dir = dirname(copy);
-		if (mkdir(dir, 0700) == -1 && errno != EEXIST)
-			log_warn("link %s: mkdir %s", l->hc->name, dir);
-		free(copy);
-		if (ssh_session_update_known_hosts(l->session) != SSH_OK) {
-			link_refused(l, "cannot add the host key of %s to %s: "
-			    "%s", spec, l->hc->known_hosts,
-			    ssh_get_error(l->session));
+		if (handshake_learn(l, spec) == -1)
 			return (-1);
-		}
 		log_notice("link %s: learned host key %s of %s into %s",
 		    l->hc->name, seen, spec, l->hc->known_hosts);
 		return (0);
@@ -194,6 +199,33 @@ handshake_hostkey(struct link *l)
 		    ssh_get_error(l->session));
 		return (-1);
 	}
+}
+
+/*
+ * accept-new: add the server's key to known_hosts, the line formatted by
+ * libssh, the file replaced atomically (known_hosts.c) instead of
+ * appended to in place as ssh_session_update_known_hosts() would.
+ */
+static int
+handshake_learn(struct link *l, const char *spec)
+{
+	char	*entry = NULL, err[ERR_MAXLEN];
+	int	 rc;
+
+	if (ssh_session_export_known_hosts_entry(l->session, &entry) !=
+	    SSH_OK || entry == NULL) {
+		link_refused(l, "cannot add the host key of %s to %s: %s",
+		    spec, l->hc->known_hosts, ssh_get_error(l->session));
+		return (-1);
+	}
+	rc = known_hosts_add(l->hc->known_hosts, entry, err, sizeof(err));
+	ssh_string_free_char(entry);
+	if (rc == -1) {
+		link_refused(l, "cannot add the host key of %s to %s: %s "
+		    "(the file is unchanged)", spec, l->hc->known_hosts, err);
+		return (-1);
+	}
+	return (0);
 }
 
 /* Append one note to the list of what authentication tried. */
@@ -417,23 +449,91 @@ handshake_agent_pass(struct link *l, struct agent *a)
 /*
  * What a connect timeout in PHASE_AUTH was waiting for, for the link's
  * error: a signature from the agent (a key added with ssh-add -c waits for
- * its confirmation), or the server.
+ * its confirmation), or the server. Written into the caller's buf (no
+ * buffer shared between links); returns buf.
  */
 const char *
-handshake_waiting(struct link *l)
+handshake_waiting(struct link *l, char *buf, size_t len)
 {
-	static char	buf[ERR_MAXLEN];
-	char		fp[256];
+	char	fp[256];
 
 	if (l->agent == NULL || agent_status(l->agent) != AGENT_BUSY)
-		return ("authentication");
-	if (agent_signing(l->agent) == -1)
-		return ("authentication: waiting for the agent's keys");
-	handshake_agent_key(l->agent, agent_signing(l->agent), fp, sizeof(fp));
-	snprintf(buf, sizeof(buf), "authentication: the agent did not sign "
-	    "with %s in time; a key added with ssh-add -c must be confirmed "
-	    "within connect_timeout", fp);
+		snprintf(buf, len, "authentication");
+	else if (agent_signing(l->agent) == -1)
+		snprintf(buf, len, "authentication: waiting for the agent's "
+		    "keys");
+	else {
+		handshake_agent_key(l->agent, agent_signing(l->agent), fp,
+		    sizeof(fp));
+		snprintf(buf, len, "authentication: the agent did not sign "
+		    "with %s in time; a key added with ssh-add -c must be "
+		    "confirmed within connect_timeout", fp);
+	}
 	return (buf);
+}
+
+/*
+ * Read the identity file at path as ssh(1) does (OpenSSH's
+ * sshkey_perm_ok()): a file owned by our user that group or others may
+ * access is refused; a file owned by another user is its owner's
+ * business. One open(2), so the file checked is the file read. Returns
+ * the key, or NULL with a note saying why.
+ */
+static ssh_key
+handshake_load_key(struct link *l, const char *path)
+{
+	struct stat	 st;
+	ssh_key		 key = NULL;
+	char		*buf;
+	size_t		 len = 0;
+	ssize_t		 n = 0;
+	int		 fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1 ||
+	    fstat(fd, &st) == -1) {
+		handshake_note(l, "%s: %s", path, strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return (NULL);
+	}
+	if (st.st_uid == getuid() && (st.st_mode & 077) != 0) {
+		log_warnx("link %s: identity %s: permissions %04o are too "
+		    "open: a private key must not be accessible by group or "
+		    "others; ignored", l->hc->name, path,
+		    (unsigned)(st.st_mode & 0777));
+		handshake_note(l, "%s: permissions %04o are too open, key "
+		    "ignored (chmod 600 it, as ssh requires)", path,
+		    (unsigned)(st.st_mode & 0777));
+		close(fd);
+		return (NULL);
+	}
+	buf = xmalloc(HANDSHAKE_KEY_MAX + 1);
+	while (len < HANDSHAKE_KEY_MAX) {
+		n = read(fd, buf + len, HANDSHAKE_KEY_MAX - len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	if (n == -1)
+		handshake_note(l, "%s: %s", path, strerror(errno));
+	else if (len >= HANDSHAKE_KEY_MAX)
+		handshake_note(l, "%s: larger than %d KiB: not a private key",
+		    path, HANDSHAKE_KEY_MAX >> 10);
+	else {
+		buf[len] = '\0';
+		if (ssh_pki_import_privkey_base64(buf, NULL, NULL, NULL,
+		    &key) != SSH_OK) {
+			key = NULL;
+			handshake_note(l, "%s: not a private key, or "
+			    "protected by a passphrase (use the agent)", path);
+		}
+	}
+	explicit_bzero(buf, HANDSHAKE_KEY_MAX + 1);
+	free(buf);
+	close(fd);
+	return (key);
 }
 
 /*
@@ -467,22 +567,10 @@ handshake_auth(struct link *l)
 			return (-1);
 		}
 		path = hc->identity[i];
-		if (l->key == NULL) {
-			if (access(path, R_OK) == -1) {
-				handshake_note(l, "%s: %s", path,
-				    strerror(errno));
-				l->auth_step++;
-				continue;
-			}
-			if (ssh_pki_import_privkey_file(path, NULL, NULL, NULL,
-			    &l->key) != SSH_OK) {
-				l->key = NULL;
-				handshake_note(l, "%s: not a private key, or "
-				    "protected by a passphrase (use the agent)",
-				    path);
-				l->auth_step++;
-				continue;
-			}
+		if (l->key == NULL &&
+		    (l->key = handshake_load_key(l, path)) == NULL) {
+			l->auth_step++;
+			continue;
 		}
 		rc = ssh_userauth_publickey(l->session, NULL, l->key);
 		if (rc == SSH_AUTH_AGAIN)

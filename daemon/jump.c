@@ -51,6 +51,8 @@ jump_why(struct link *l, const struct link *j, const char *what)
 	    j->last_error[0] != '\0' ? ": " : "", j->last_error);
 	if (n < 0 || (size_t)n >= sizeof(l->last_error))
 		strlcpy_(l->last_error + sizeof(l->last_error) - 4, "...", 4);
+	l->last_error_time = time(NULL);
+	l->last_error_mono = monotime();
 }
 
 /* The link of l's jump host, created (idle) when no tunnel made it yet. */

@@ -550,6 +550,8 @@ link_vfail(struct link *l, int permanent, const char *fmt, va_list ap)
 		l->hop_error[0] = '\0';
 	}
 	strlcpy_(l->last_error, msg, sizeof(l->last_error));
+	l->last_error_time = time(NULL);
+	l->last_error_mono = monotime();
 	log_warnx("link %s: %s", l->hc->name, msg);
 	link_close_session(l);
 	evtimer_del(l->ev_timer);
@@ -612,7 +614,8 @@ link_schedule_retry(struct link *l, int permanent)
 static void
 link_timer_cb(int fd, short what, void *arg)
 {
-	struct link *l = arg;
+	struct link	*l = arg;
+	char		 why[ERR_MAXLEN];
 
 	(void)fd;
 	(void)what;
@@ -622,7 +625,7 @@ link_timer_cb(int fd, short what, void *arg)
 		    l->hc->connect_timeout,
 		    l->phase == PHASE_TCP ? "TCP connect" :
 		    l->phase == PHASE_HANDSHAKE ? "SSH handshake" :
-		    handshake_waiting(l));
+		    handshake_waiting(l, why, sizeof(why)));
 		return;
 	}
 	if (l->state == LINK_BACKOFF || l->state == LINK_FAILED) {

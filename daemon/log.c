@@ -13,12 +13,20 @@
  * a lookup the daemon registers, so that this file, which tunctl and the
  * unit tests share, knows no daemon structure. If the journal's socket
  * cannot be reached, the lines fall back to <N> on stderr for good.
+ *
+ * With tunneld -l FILE every line goes to FILE instead, stamped as on
+ * stderr under -d; SIGHUP reopens it (log rotation). A daemon that is to
+ * detach without -l needs a syslog to log to: log_syslog_reachable() says
+ * whether one answers on /dev/log.
  */
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,14 +49,19 @@ static int	log_journal;	/* JOURNAL_STREAM set: <N> prefixes */
 static int	log_native;	/* stderr is the journal: send fields */
 static int	log_stamp;
 static int	log_syslog;
+static int	log_fd = -1;	/* -l FILE */
+static char	*log_path;
 static const char *(*log_via)(const char *);
 
 static void	vlog(int, const char *, va_list, int);
 static int	log_send(int, const char *, int);
+static void	log_stamp_now(char *, size_t);
+static void	log_file_line(const char *, const char *);
 
 /*
  * Start logging: to stderr in the foreground (with <N> priorities when
- * systemd reads it, or to the journal itself), to syslog once detached.
+ * systemd reads it, or to the journal itself), to syslog once detached;
+ * to the file of log_open() if there is one.
  */
 void
 log_init(int foreground, int verbose)
@@ -60,10 +73,94 @@ log_init(int foreground, int verbose)
 	    log_journal_stream(stream, STDERR_FILENO);
 	log_stamp = foreground && !log_journal;
 	log_level = verbose ? LOGL_DEBUG : LOGL_INFO;
-	if (!foreground && !log_journal && !log_syslog) {
+	if (!foreground && !log_journal && !log_syslog && log_fd == -1) {
 		openlog("tunneld", LOG_PID | LOG_NDELAY, LOG_DAEMON);
 		log_syslog = 1;
 	}
+}
+
+/*
+ * Log to the file path from now on (appending, mode 0640 when created).
+ * Returns -1, errno set, if it cannot be opened; nothing changes then.
+ */
+int
+log_open(const char *path)
+{
+	char	*copy;
+	int	 fd;
+
+	if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
+	    O_NOCTTY, 0640)) == -1)
+		return (-1);
+	if ((copy = strdup(path)) == NULL) {
+		close(fd);
+		errno = ENOMEM;
+		return (-1);
+	}
+	if (log_fd != -1)
+		close(log_fd);
+	free(log_path);
+	log_fd = fd;
+	log_path = copy;
+	return (0);
+}
+
+/*
+ * SIGHUP: open the log file again under its name, so that a rotated file
+ * is let go. If that fails the old file stays in use, and says why.
+ */
+void
+log_reopen(void)
+{
+	int fd;
+
+	if (log_fd == -1)
+		return;
+	if ((fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
+	    O_NOCTTY, 0640)) == -1) {
+		log_warn("log: cannot reopen %s, still writing to the file "
+		    "that had that name", log_path);
+		return;
+	}
+	close(log_fd);
+	log_fd = fd;
+}
+
+/* Stop logging to the file of log_open(), if any (at exit). */
+void
+log_close(void)
+{
+	if (log_fd != -1)
+		close(log_fd);
+	log_fd = -1;
+	free(log_path);
+	log_path = NULL;
+}
+
+/*
+ * Whether a syslog daemon answers on /dev/log, where syslog(3) sends;
+ * without one, whatever a detached daemon logs is lost without a trace.
+ */
+int
+log_syslog_reachable(void)
+{
+	static const int	types[] = { SOCK_DGRAM, SOCK_STREAM };
+	struct sockaddr_un	sun;
+	size_t			i;
+	int			fd, ok;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	strlcpy_(sun.sun_path, _PATH_LOG, sizeof(sun.sun_path));
+	for (i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		if ((fd = socket(AF_UNIX, types[i] | SOCK_CLOEXEC, 0)) == -1)
+			continue;
+		ok = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
+		close(fd);
+		if (ok)
+			return (1);
+	}
+	return (0);
 }
 
 /*
@@ -221,6 +318,43 @@ log_send(int pri, const char *msg, int errnum)
 	return (-1);
 }
 
+/*
+ * The local time to the millisecond, "2026-12-01 12:03:41.082": tests time
+ * events from these stamps.
+ */
+static void
+log_stamp_now(char *buf, size_t len)
+{
+	struct timespec	now;
+	struct tm	tm;
+	char		sec[32];
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	localtime_r(&now.tv_sec, &tm);
+	strftime(sec, sizeof(sec), "%Y-%m-%d %H:%M:%S", &tm);
+	snprintf(buf, len, "%s.%03ld", sec, now.tv_nsec / 1000000);
+}
+
+/* Write one stamped line to the log file, in one write(2). */
+static void
+log_file_line(const char *level, const char *msg)
+{
+	char	line[64 + LOG_MSGLEN], stamp[48];
+	int	n;
+
+	log_stamp_now(stamp, sizeof(stamp));
+	n = snprintf(line, sizeof(line), "%s tunneld[%s]: %s\n", stamp, level,
+	    msg);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line)) {
+		n = sizeof(line) - 1;
+		line[n - 1] = '\n';
+	}
+	if (write(log_fd, line, (size_t)n) == -1)
+		return;		/* nowhere left to say so */
+}
+
 /* Print one line at a priority, with errno's text when asked. */
 static void
 vlog(int pri, const char *fmt, va_list ap, int with_errno)
@@ -231,8 +365,6 @@ vlog(int pri, const char *fmt, va_list ap, int with_errno)
 	char		*msg = buf + sizeof(LOG_MESSAGE) - 1;
 	int		 saved = errno;
 	size_t		 len;
-	struct tm	 tm;
-	struct timespec	 now;
 
 	if (pri > log_level)
 		return;
@@ -243,7 +375,9 @@ vlog(int pri, const char *fmt, va_list ap, int with_errno)
 		snprintf(msg + len, LOG_MSGLEN - len, ": %s",
 		    strerror(saved));
 	}
-	if (log_syslog)
+	if (log_fd != -1)
+		log_file_line(names[pri], msg);
+	else if (log_syslog)
 		syslog(pri, "%s", msg);
 	else if (log_native && log_send(pri, msg, with_errno ? saved : 0) ==
 	    0)
@@ -251,16 +385,45 @@ vlog(int pri, const char *fmt, va_list ap, int with_errno)
 	else if (log_journal)
 		fprintf(stderr, "<%d>%s\n", pri, msg);
 	else if (log_stamp) {
-		/* Milliseconds: tests time events from these stamps. */
-		clock_gettime(CLOCK_REALTIME, &now);
-		localtime_r(&now.tv_sec, &tm);
-		strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
-		fprintf(stderr, "%s.%03ld tunneld[%s]: %s\n", stamp,
-		    now.tv_nsec / 1000000, names[pri], msg);
+		log_stamp_now(stamp, sizeof(stamp));
+		fprintf(stderr, "%s tunneld[%s]: %s\n", stamp, names[pri], msg);
 	} else
 		fprintf(stderr, "tunneld: %s\n", msg);
 	fflush(stderr);
 	errno = saved;
+}
+
+/* A line at the level pri (LOGL_*). */
+void
+log_pri(int pri, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(pri, fmt, ap, 0);
+	va_end(ap);
+}
+
+/* An error the daemon cannot work around, with errno's text. */
+void
+log_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(LOGL_ERROR, fmt, ap, 1);
+	va_end(ap);
+}
+
+/* An error the daemon cannot work around. */
+void
+log_errorx(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(LOGL_ERROR, fmt, ap, 0);
+	va_end(ap);
 }
 
 /* A warning with errno's text. */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -32,7 +33,8 @@ static void	tunneld_reap_cb(int, short, void *);
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: tunneld [-dtvV] [-f file] [-s socket]\n");
+	fprintf(stderr, "usage: tunneld [-dtvV] [-f file] [-l file] "
+	    "[-s socket]\n");
 	exit(2);
 }
 
@@ -123,6 +125,7 @@ signal_cb(int sig, short what, void *arg)
 	(void)what;
 	(void)arg;
 	if (sig == SIGHUP) {
+		log_reopen();		/* -l: let a rotated file go */
 		log_info("SIGHUP: reloading %s", td->conf_path);
 		if (reload_run(&errors, summary, sizeof(summary)) > 0) {
 			for (line = strtok_r(errors, "\n", &save);
@@ -164,6 +167,7 @@ main(int argc, char *argv[])
 {
 	struct event	*ev_term, *ev_int, *ev_hup;
 	char		*errors = NULL, *abs_sock = NULL, *abs_conf = NULL;
+	char		*abs_log = NULL;
 	char		 cwd[4096];
 	const char	*sock;
 	int		 ch, test = 0, n;
@@ -174,13 +178,16 @@ main(int argc, char *argv[])
 	TAILQ_INIT(&td->dead_links);
 	TAILQ_INIT(&td->reap);
 
-	while ((ch = getopt(argc, argv, "df:hs:tvV")) != -1) {
+	while ((ch = getopt(argc, argv, "df:hl:s:tvV")) != -1) {
 		switch (ch) {
 		case 'd':
 			td->foreground = 1;
 			break;
 		case 'f':
 			td->conf_path = optarg;
+			break;
+		case 'l':
+			td->log_file = optarg;
 			break;
 		case 's':
 			td->socket_path = optarg;
@@ -203,6 +210,20 @@ main(int argc, char *argv[])
 	if (test)
 		return (check_only(td->conf_path));
 
+	if (td->log_file != NULL) {
+		if (td->log_file[0] != '/') {
+			/* daemon() moves to /: SIGHUP reopens by name. */
+			if (getcwd(cwd, sizeof(cwd)) == NULL)
+				fatal("getcwd");
+			xasprintf(&abs_log, "%s/%s", cwd, td->log_file);
+			td->log_file = abs_log;
+		}
+		if (log_open(td->log_file) == -1) {
+			fprintf(stderr, "tunneld: cannot open the log file %s: "
+			    "%s\n", td->log_file, strerror(errno));
+			return (1);
+		}
+	}
 	log_init(1, td->verbose);
 	log_set_via(fwd_via);
 	if (td->conf_path[0] != '/') {
@@ -222,6 +243,18 @@ main(int argc, char *argv[])
 	free(errors);
 	if (!td->verbose)
 		log_setlevel(td->conf->log_level);
+	if (!td->foreground && getenv("NOTIFY_SOCKET") == NULL &&
+	    getenv("JOURNAL_STREAM") == NULL && td->log_file == NULL &&
+	    !log_syslog_reachable()) {
+		/* Detached, every line would be lost without a word. */
+		log_errorx("nothing to log to once detached: no syslog "
+		    "answers on %s; use -l FILE to log to a file, or -d to "
+		    "stay in the foreground; not starting", _PATH_LOG);
+		conf_free(td->conf);
+		free(td);
+		free(abs_conf);
+		return (1);
+	}
 
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
@@ -259,6 +292,7 @@ main(int argc, char *argv[])
 			fatal("daemon");
 		if (event_reinit(td->base) == -1)
 			fatalx("event_reinit failed");
+		control_sock_claim();
 		log_init(0, td->verbose);
 		if (!td->verbose)
 			log_setlevel(td->conf->log_level);
@@ -297,5 +331,7 @@ main(int argc, char *argv[])
 	free(abs_sock);
 	free(abs_conf);
 	log_info("stopped");
+	log_close();
+	free(abs_log);
 	return (0);
 }

@@ -372,6 +372,7 @@ reload_daemon(struct conf *oc, struct conf *nc, char *note, size_t len)
 		log_setlevel(nc->log_level);
 		log_info("reload: log level now %d", nc->log_level);
 	}
+	control_reconf();	/* status_group: the socket's mode */
 	if (td->socket_path != NULL)
 		return;		/* -s wins over the file */
 	if (strcmp(oc->control_socket, nc->control_socket) == 0 &&

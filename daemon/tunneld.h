@@ -118,11 +118,28 @@ struct tunnel_conf {
 	int			 line;
 };
 
+/*
+ * A rate limit on one kind of log line about one object (logrl.c): the
+ * first line of a burst, then a summary of how many more per window. All
+ * zero is a limiter not in use.
+ */
+struct logrl {
+	struct event		*ev;		/* the window's end; owned */
+	const char		*what;		/* "failed connections" */
+	char			 prefix[NAME_MAXLEN + 16];	/* "tunnel pg" */
+	int			 pri;
+	double			 start;		/* monotonic; 0: no burst */
+	double			 window;	/* seconds */
+	unsigned long		 more;		/* held back in this window */
+};
+
 /* A whole configuration file, parsed and validated. */
 struct conf {
 	char			*path;
 	char			*control_socket;
 	char			*control_group;	/* NULL: no group change */
+	char			*status_group;	/* read-only; NULL: none */
+	gid_t			 status_gid;	/* status_group's, at load */
 	enum log_level		 log_level;
 	struct host_conf	*hosts;
 	int			 nhosts;
@@ -196,6 +213,8 @@ struct link {
 	double			 up_at;		/* monotonic, when it came up */
 	long			 rtt_us;	/* last keepalive round trip, -1 */
 	char			 last_error[ERR_MAXLEN];
+	time_t			 last_error_time;	/* wall clock, 0: unknown */
+	double			 last_error_mono;
 	int			 dead;		/* on td->dead_links */
 
 	/* Connecting. */
@@ -267,7 +286,11 @@ struct fwd {
 	enum fwd_state		 state;
 	time_t			 since;
 	double			 since_mono;
-	char			 last_error[ERR_MAXLEN];
+	char			 last_error[ERR_MAXLEN];	/* kept once up */
+	time_t			 last_error_time;	/* wall clock, 0: unknown */
+	double			 last_error_mono;
+	struct logrl		 rl_conn;	/* failed connections */
+	struct logrl		 rl_admit;	/* max_connections refusals */
 
 	int			 enabled;	/* admin state: up or down */
 	struct evconnlistener	*listener;
@@ -355,6 +378,7 @@ struct tunneld {
 	struct conf		*conf;
 	const char		*conf_path;
 	const char		*socket_path;	/* -s, or NULL */
+	const char		*log_file;	/* -l, or NULL */
 	int			 foreground;
 	int			 verbose;
 	int			 stopping;
@@ -374,6 +398,13 @@ void	log_setlevel(int);
 int	log_getlevel(void);
 int	log_journal_stream(const char *, int);
 void	log_subject(const char *, char *, char *);
+int	log_open(const char *);
+void	log_reopen(void);
+void	log_close(void);
+int	log_syslog_reachable(void);
+void	log_pri(int, const char *, ...) __attribute__((format(printf, 2, 3)));
+void	log_error(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_errorx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_notice(const char *, ...) __attribute__((format(printf, 1, 2)));
@@ -383,6 +414,11 @@ void	fatal(const char *, ...)
 	    __attribute__((format(printf, 1, 2), noreturn));
 void	fatalx(const char *, ...)
 	    __attribute__((format(printf, 1, 2), noreturn));
+
+/* logrl.c */
+void	logrl_log(struct logrl *, int, const char *, const char *, ...)
+	    __attribute__((format(printf, 4, 5)));
+void	logrl_clear(struct logrl *);
 
 /* util.c */
 #define EP_LISTEN	0x01	/* a listen endpoint: host may be empty or * */
@@ -523,7 +559,10 @@ int	 jump_in_use(const struct link *);
 
 /* handshake.c */
 int	 handshake_step(struct link *);
-const char *handshake_waiting(struct link *);
+const char *handshake_waiting(struct link *, char *, size_t);
+
+/* known_hosts.c */
+int	 known_hosts_add(const char *, const char *, char *, size_t);
 
 /* agent.c: our ssh-agent client; libssh only reads what it prepared. */
 struct agent;
@@ -571,7 +610,7 @@ void	 pump_keepalive_tick(struct link *);
 /* fwd_remote.c */
 void	 fwd_remote_start(struct fwd *);
 void	 fwd_remote_stop(struct fwd *);
-void	 fwd_remote_bound(struct fwd *, int, int, const char *);
+void	 fwd_remote_bound(struct fwd *, int, int);
 void	 fwd_remote_accept(struct link *);
 int	 fwd_remote_adopt(struct link *, struct fwd *);
 void	 fwd_remote_kept(struct link *, const struct greq *);
@@ -660,10 +699,13 @@ int	 control_init(const char *, const char *);
 void	 control_shutdown(void);
 int	 control_move(const char *, const char *, char *, size_t);
 void	 control_state_changed(void);
+void	 control_reconf(void);
 
 /* control_sock.c */
-int	 control_sock_bind(const char *, const char *, dev_t *, ino_t *);
+int	 control_sock_bind(const char *, const char *, mode_t, dev_t *,
+	    ino_t *);
 void	 control_sock_unlink(const char *, dev_t, ino_t);
+void	 control_sock_claim(void);
 
 /* reload.c */
 int	 reload_run(char **, char *, size_t);

@@ -468,7 +468,7 @@ endpoint_parse(const char *s, int flags, struct endpoint *ep, char *err,
  * Why the server refused to open a channel, from libssh's text ("Channel
  * opening failure: channel 43 error (1) open failed"): the RFC 4254 reason
  * code in words an operator can act on, with the server's own
- * description when it gave one. Any other text is kept as it is.
+ * description when it gave one.
  */
 void
 ssh_open_failure(const char *err, char *buf, size_t len)
@@ -481,7 +481,13 @@ ssh_open_failure(const char *err, char *buf, size_t len)
 		err = "";
 	if ((p = strstr(err, "Channel opening failure")) == NULL ||
 	    (p = strstr(p, " error (")) == NULL) {
-		snprintf(buf, len, "%s", err);
+		/*
+		 * libssh keeps one error per session: the refusal may have
+		 * been read inside another call (a global request's), whose
+		 * own error then replaced it. Its text is not our reason.
+		 */
+		snprintf(buf, len, "the server refused to open the channel "
+		    "(its reason was not kept)");
 		return;
 	}
 	code = strtol(p + 8, &end, 10);

@@ -840,7 +840,7 @@ test_daemon(void **state)
 	    "t.conf:4: daemon: log_level: \"loud\" is not one of error, "
 	    "warning, notice, info, debug\n"
 	    "t.conf:5: daemon: unknown setting \"pidfile\" (allowed: "
-	    "control_socket, control_group, log_level)\n");
+	    "control_socket, control_group, status_group, log_level)\n");
 	expect_errors(
 	    "daemon: {\n"
 	    "  control_socket = \"/run/tunneld/\";\n"

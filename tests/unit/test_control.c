@@ -138,6 +138,14 @@ static const struct accept_case accepts[] = {
 	  "n234567890123456789012345678901234567890123456789012345678901234",
 	  CTL_STATUS, 0, 0, -1, 1,
 	  "n234567890123456789012345678901234567890123456789012345678901234" },
+	/* Quoted words: one word each, never an option. */
+	{ "tunneld/2 status \"pg\"", CTL_STATUS, 0, 0, -1, 1, "pg" },
+	{ "tunneld/2 status 'pg' \"web\"\t'x'", CTL_STATUS, 0, 0, -1, 3,
+	  "pg web x" },
+	{ "tunneld/2 down \"--all\"", CTL_DOWN, 0, 0, -1, 1, "--all" },
+	{ "tunneld/2 status \"--\" --json", CTL_STATUS, 1, 0, -1, 1, "--" },
+	{ "tunneld/2 up '-x'", CTL_UP, 0, 0, -1, 1, "-x" },
+	{ "\"tunneld/2\" 'status' pg", CTL_STATUS, 0, 0, -1, 1, "pg" },
 };
 
 static const struct reject_case rejects[] = {
@@ -188,7 +196,27 @@ static const struct reject_case rejects[] = {
 	/* Names. */
 	{ "tunneld/2 status a/b", "bad tunnel name \"a/b\"" },
 	{ "tunneld/2 up pg wéb", "bad tunnel name \"w\\xc3\\xa9b\"" },
-	{ "tunneld/2 status \"pg\"", "bad tunnel name \"\\\"pg\\\"\"" },
+	{ "tunneld/2 status a\"b", "bad tunnel name \"a\\\"b\"" },
+	/* Words with a space or an option inside are one (bad) name. */
+	{ "tunneld/2 status \"tk ok\"", "bad tunnel name \"tk ok\"" },
+	{ "tunneld/2 down \"ok --all\"", "bad tunnel name \"ok --all\"" },
+	{ "tunneld/2 down ' --all'", "bad tunnel name \" --all\"" },
+	{ "tunneld/2 status \"a\\\"b\\\\c\"", "bad tunnel name "
+	  "\"a\\\"b\\\\c\"" },
+	{ "tunneld/2 status 'a\\b'", "bad tunnel name \"a\\\\b\"" },
+	{ "tunneld/2 status \"\"", "bad tunnel name \"\"" },
+	{ "tunneld/2 status ''", "bad tunnel name \"\"" },
+	/* Quotes that do not close, or close inside a word. */
+	{ "tunneld/2 status \"pg", "unterminated quote: the \" at offset 17" },
+	{ "tunneld/2 status 'pg", "unterminated quote: the ' at offset 17" },
+	{ "tunneld/2 status \"pg\\\"", "unterminated quote" },
+	{ "tunneld/2 status \"pg\\", "unterminated quote" },
+	{ "tunneld/2 status \"p\\g\"", "bad escape at offset 19" },
+	{ "tunneld/2 status \"pg\"x", "a closing quote must end its word "
+	  "(offset 20)" },
+	{ "tunneld/2 status 'pg'\"x\"", "a closing quote must end" },
+	{ "\"tunneld/2 status\"", "protocol \"tunneld/2 status\" not "
+	  "supported" },
 	{ "tunneld/2 status "
 	  "n2345678901234567890123456789012345678901234567890123456789012345",
 	  "bad tunnel name \"n234567890123456789012345678901234567890...\"" },
@@ -411,6 +439,73 @@ test_format(void **state)
 	assert_int_equal(ctlp_format(&req, buf, sizeof(buf)), -1);
 	req.argc = 50;
 	assert_true(ctlp_format(&req, buf, sizeof(buf)) > 0);
+	free(back);
+}
+
+/*
+ * Every argument travels as one word: the builder quotes what the parser
+ * would split or take for an option, and the parser reads back exactly
+ * what was given.
+ */
+static void
+test_format_quoting(void **state)
+{
+	struct ctl_request	 req, *back;
+	char			 buf[CTL_LINE_MAX + 1], err[256];
+	static char		 tk[] = "tk ok", all[] = "ok --all",
+				 lead[] = " --all", empty[] = "",
+				 q[] = "a\"b\\c'd", tab[] = "a\tb", pg[] = "pg",
+				 ctl[] = "a\033b";
+	char			*words[] = { tk, all, lead, empty, q, tab, pg };
+	int			 i, n = sizeof(words) / sizeof(words[0]);
+
+	(void)state;
+	back = malloc(sizeof(*back));
+	assert_non_null(back);
+	memset(&req, 0, sizeof(req));
+	req.verb = CTL_DOWN;
+	req.timeout = -1;
+	req.argc = n;
+	for (i = 0; i < n; i++)
+		req.argv[i] = words[i];
+	assert_true(ctlp_format(&req, buf, sizeof(buf)) > 0);
+	assert_string_equal(buf, "tunneld/2 down \"tk ok\" \"ok --all\" "
+	    "\" --all\" \"\" \"a\\\"b\\\\c'd\" \"a\tb\" pg\n");
+
+	/* Read back word for word: the parser's own split, before names. */
+	assert_int_equal(ctlp_parse(buf, back, err, sizeof(err)), -1);
+	assert_string_equal(err, "bad tunnel name \"tk ok\": a name is 1 to "
+	    "64 of A-Z a-z 0-9 _ . -");
+	for (i = 0; i < n; i++) {
+		req.argc = 1;
+		req.argv[0] = words[i];
+		assert_true(ctlp_format(&req, buf, sizeof(buf)) > 0);
+		if (i == n - 1) {
+			assert_int_equal(ctlp_parse(buf, back, err,
+			    sizeof(err)), 0);
+			assert_int_equal(back->argc, 1);
+			assert_false(back->all);
+			assert_string_equal(back->argv[0], pg);
+			continue;
+		}
+		assert_int_equal(ctlp_parse(buf, back, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "bad tunnel name"));
+		assert_int_equal(ctlp_check_name(words[i], buf, sizeof(buf)),
+		    -1);
+		assert_string_equal(buf, err);
+	}
+	assert_int_equal(ctlp_check_name(pg, err, sizeof(err)), 0);
+
+	/* No quoting can carry a control character: refused. */
+	req.argv[0] = ctl;
+	assert_int_equal(ctlp_format(&req, buf, sizeof(buf)), -1);
+
+	/* A quoted word that does not fit is refused, never cut. */
+	req.argv[0] = tk;
+	assert_int_equal(ctlp_format(&req, buf, 22), -1);
+	assert_int_equal(ctlp_format(&req, buf, 23), -1);
+	assert_int_equal(ctlp_format(&req, buf, 24), 23);
+	assert_string_equal(buf, "tunneld/2 down \"tk ok\"\n");
 	free(back);
 }
 
@@ -663,9 +758,14 @@ test_show_status_table(void **state)
 	    "[2001:db8::1]:2222: Connection refused\n");
 	free(s);
 
-	/* The tunnel's own error wins; an up link's error is not shown. */
+	/*
+	 * A failed tunnel's own error wins, as it is; an up link's error is
+	 * not shown.
+	 */
 	strlcpy_(w.fwd[2].last_error, "listen 127.0.0.1:8080: Address "
 	    "already in use", sizeof(w.fwd[2].last_error));
+	w.fwd[2].last_error_mono = 58.5;
+	w.fwd[2].state = FWD_FAILED;
 	strlcpy_(w.link[0].last_error, "stale", sizeof(w.link[0].last_error));
 	w.fwd[2].since_mono = 58.5;
 	s = show_status(&w, 0);
@@ -675,6 +775,24 @@ test_show_status_table(void **state)
 	assert_null(strstr(s, "stale"));
 	assert_null(strstr(s, " \n"));
 	free(s);
+
+	/* Waiting again: the link's error is the reason, not the old one. */
+	w.fwd[2].state = FWD_WAITING;
+	w.fwd[2].since_mono = 90;
+	s = show_status(&w, 0);
+	assert_non_null(strstr(s, "10s    0/0    0B      0B    link relay: "
+	    "connect to [2001:db8::1]:2222: Connection refused\n"));
+	free(s);
+
+	/* An up tunnel's last error is history: shown with its age. */
+	strlcpy_(w.fwd[0].last_error, "connect to 127.0.0.1:5432 from db "
+	    "failed: refused", sizeof(w.fwd[0].last_error));
+	w.fwd[0].last_error_mono = 100 - 65;
+	s = show_status(&w, 0);
+	assert_non_null(strstr(s, "2/17   117.7M  4.2K  1m05s ago: connect "
+	    "to 127.0.0.1:5432 from db failed: refused\n"));
+	free(s);
+	w.fwd[0].last_error[0] = '\0';
 
 	/* Control characters in a cell become spaces. */
 	w.fwd[2].last_error[0] = '\0';
@@ -704,19 +822,22 @@ test_show_status_json(void **state)
 	    "\"state\":\"up\",\"since\":\"2026-11-27T14:06:27Z\","
 	    "\"since_seconds\":98,\"connections\":{\"active\":2,"
 	    "\"total\":17,\"failed\":0},\"in\":123456789,"
-	    "\"out\":4321,\"last_error\":null,\"link_error\":null,"
+	    "\"out\":4321,\"last_error\":null,\"last_error_time\":null,"
+	    "\"last_error_seconds\":null,\"link_error\":null,"
 	    "\"enabled\":true},\n"
 	    "{\"name\":\"pgx\",\"type\":\"dynamic\",\"via\":\"db\","
 	    "\"listen\":\"127.0.0.1:1080\",\"target\":null,"
 	    "\"state\":\"up\",\"since\":null,\"since_seconds\":null,"
 	    "\"connections\":{\"active\":0,\"total\":0,\"failed\":0},"
 	    "\"in\":0,\"out\":0,\"last_error\":null,"
+	    "\"last_error_time\":null,\"last_error_seconds\":null,"
 	    "\"link_error\":null,\"enabled\":true},\n"
 	    "{\"name\":\"web\",\"type\":\"local\",\"via\":\"relay\","
 	    "\"listen\":\"127.0.0.1:8080\",\"target\":\"127.0.0.1:80\","
 	    "\"state\":\"waiting\",\"since\":null,\"since_seconds\":null,"
 	    "\"connections\":{\"active\":0,\"total\":0,\"failed\":0},"
 	    "\"in\":0,\"out\":0,\"last_error\":null,"
+	    "\"last_error_time\":null,\"last_error_seconds\":null,"
 	    "\"link_error\":\"connect to [2001:db8::1]:2222: Connection "
 	    "refused\",\"enabled\":true}\n"
 	    "]}\n");
@@ -727,7 +848,17 @@ test_show_status_json(void **state)
 	    sizeof(w.fwd[2].last_error));
 	s = show_status(&w, 1);
 	assert_non_null(strstr(s, "\"last_error\":\"bad \\\"x\\\\"
-	    "\\u0001\\ufffd\xc3\xa9\",\"link_error\":\"connect to "));
+	    "\\u0001\\ufffd\xc3\xa9\",\"last_error_time\":null,"
+	    "\"last_error_seconds\":null,\"link_error\":\"connect to "));
+	free(s);
+
+	/* An error's time, as RFC 3339 and as seconds since. */
+	w.fwd[2].last_error_time = 1795788387;	/* 2026-11-27T14:06:27Z */
+	w.fwd[2].last_error_mono = 100 - 42.7;
+	s = show_status(&w, 1);
+	assert_non_null(strstr(s, "\"last_error_time\":"
+	    "\"2026-11-27T14:06:27Z\",\"last_error_seconds\":42,"
+	    "\"link_error\":"));
 	free(s);
 
 	/* No tunnels. */
@@ -769,11 +900,26 @@ test_show_links(void **state)
 	    "\"since\":null,"
 	    "\"since_seconds\":60,\"retries\":0,"
 	    "\"next_retry_seconds\":null,\"rtt_ms\":1.234,"
-	    "\"last_error\":null,\"tunnels\":[\"pg\",\"pgx\"]},\n"));
+	    "\"last_error\":null,\"last_error_time\":null,"
+	    "\"last_error_seconds\":null,\"tunnels\":[\"pg\",\"pgx\"]},\n"));
 	assert_non_null(strstr(s, "\"next_retry_seconds\":12,"
 	    "\"rtt_ms\":null,\"last_error\":\"connect to "
-	    "[2001:db8::1]:2222: Connection refused\",\"tunnels\":"
+	    "[2001:db8::1]:2222: Connection refused\",\"last_error_time\":"
+	    "null,\"last_error_seconds\":null,\"tunnels\":"
 	    "[\"web\"]}\n]}\n"));
+	free(s);
+
+	/* Connecting again: the last attempt's error, with its age. */
+	w.link[1].state = LINK_CONNECTING;
+	w.link[1].last_error_mono = 100 - 7.2;
+	w.link[1].last_error_time = 1795788387;
+	s = show_links(0);
+	assert_non_null(strstr(s, "7s ago: connect to [2001:db8::1]:2222: "
+	    "Connection refused\n"));
+	free(s);
+	s = show_links(1);
+	assert_non_null(strstr(s, "\"last_error_time\":\"2026-11-27T14:06:27Z\","
+	    "\"last_error_seconds\":7,\"tunnels\":[\"web\"]}"));
 	free(s);
 }
 
@@ -847,6 +993,7 @@ main(void)
 		cmocka_unit_test(test_parse_limits),
 		cmocka_unit_test(test_parse_copy),
 		cmocka_unit_test(test_format),
+		cmocka_unit_test(test_format_quoting),
 		cmocka_unit_test(test_escape),
 		cmocka_unit_test(test_parse_end),
 		cmocka_unit_test(test_verbs),
