@@ -96,34 +96,75 @@ unit: $(addprefix $(BA)/,$(UNIT_TESTS))
 		    TESTDATA=tests/unit/data ./$(BA)/$$t; \
 	done
 
-# make fuzz: the libFuzzer harnesses of tests/fuzz/ (clang), FUZZ_SECONDS in
-# all (shared among them), seeded from tests/fuzz/corpus_*; what they learn
-# and any crash goes to $(B)/fuzz/. Not part of make check.
+# make fuzz: the libFuzzer harnesses of tests/fuzz/ (clang, ASan and
+# UBSan), each FUZZ_SECONDS, seeded from tests/fuzz/corpus_* (with the
+# dictionary tests/fuzz/NAME.dict when there is one); what they learn and
+# any crash goes to $(B)/fuzz/. Not part of make check. One harness:
+# make fuzz FUZZ_TARGETS=fuzz_ctl.
 FUZZ_CC		?= clang
 FUZZ_SECONDS	?= 60
-FUZZ_TARGETS	 = fuzz_socks
+FUZZ_SMOKE_SECONDS ?= 20
+FUZZ_TARGETS	 = fuzz_socks fuzz_ctl fuzz_conf
 FUZZ_DEPS_fuzz_socks = tests/fuzz/fuzz_socks.c daemon/socks.c daemon/socks.h
+FUZZ_DEPS_fuzz_ctl = tests/fuzz/fuzz_ctl.c daemon/ctl-proto.c \
+		   daemon/util.c daemon/log.c daemon/ctl-proto.h daemon/tunneld.h
+FUZZ_DEPS_fuzz_conf = tests/fuzz/fuzz_conf.c daemon/conf.c \
+		   daemon/conf_value.c daemon/util.c daemon/log.c \
+		   daemon/tunneld.h
+FUZZ_LIBS_fuzz_ctl = $(PKG_LIBS) -lm
+FUZZ_LIBS_fuzz_conf = $(PKG_LIBS) -lm
+FUZZ_MAXLEN_fuzz_socks = 2048
+FUZZ_MAXLEN_fuzz_ctl = 8192
+FUZZ_MAXLEN_fuzz_conf = 8192
 FUZZ_FLAGS	 = -O1 -g -fno-omit-frame-pointer \
 		   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+# Every run: bounded memory and time per input; a finding stops it.
+FUZZ_OPTS	 = -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
+FUZZ_ENV	 = ASAN_OPTIONS=detect_leaks=1 \
+		   LSAN_OPTIONS=suppressions=$(CURDIR)/tests/fuzz/lsan.supp:print_suppressions=0 \
+		   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# Each harness as NAME:MAX_LEN; FUZZ_ARG sets t, m and dict from one.
+FUZZ_LIST	 = $(foreach t,$(FUZZ_TARGETS),$(t):$(FUZZ_MAXLEN_$(t)))
+FUZZ_ARG	 = t=$${tm%%:*}; m=$${tm\#*:}; dict=; \
+		   d=tests/fuzz/$${t\#fuzz_}.dict; [ ! -f $$d ] || dict=-dict=$$d
 
 define fuzz_rule
 $(B)/fuzz/$(1): $(FUZZ_DEPS_$(1))
 	@mkdir -p $$(dir $$@)
-	$$(FUZZ_CC) -std=gnu11 -D_GNU_SOURCE -Idaemon $$(WARN) $$(FUZZ_FLAGS) \
-	    -o $$@ $$(filter %.c,$$^)
+	$$(FUZZ_CC) -std=gnu11 -D_GNU_SOURCE -Idaemon $$(PKG_CFLAGS) $$(WARN) \
+	    $$(FUZZ_FLAGS) -o $$@ $$(filter %.c,$$^) $$(FUZZ_LIBS_$(1))
 endef
 $(foreach t,$(FUZZ_TARGETS),$(eval $(call fuzz_rule,$(t))))
 
 fuzz: $(addprefix $(B)/fuzz/,$(FUZZ_TARGETS))
-	@set -e; s=$$(( $(FUZZ_SECONDS) / $(words $(FUZZ_TARGETS)) )); \
-	[ $$s -ge 1 ] || s=1; \
-	for t in $(FUZZ_TARGETS); do \
+	@set -e; for tm in $(FUZZ_LIST); do $(FUZZ_ARG); \
 		c=corpus_$${t#fuzz_}; mkdir -p $(B)/fuzz/$$c; \
-		echo "== $$t: $$s s"; \
-		UBSAN_OPTIONS=print_stacktrace=1 ./$(B)/fuzz/$$t \
-		    -max_total_time=$$s -max_len=2048 -print_final_stats=1 \
+		echo "== $$t: $(FUZZ_SECONDS) s"; \
+		$(FUZZ_ENV) ./$(B)/fuzz/$$t $(FUZZ_OPTS) -max_len=$$m $$dict \
+		    -max_total_time=$(FUZZ_SECONDS) \
 		    -artifact_prefix=$(B)/fuzz/$$t- \
 		    $(B)/fuzz/$$c tests/fuzz/$$c; \
+	done
+
+# make fuzz-smoke: each harness FUZZ_SMOKE_SECONDS from its corpus in the
+# tree (part of make check); a crash, a leak, a sanitizer report, a slow
+# input or a memory blow-up fails it. What it learns is thrown away.
+fuzz-smoke: $(addprefix $(B)/fuzz/,$(FUZZ_TARGETS))
+	@set -e; for tm in $(FUZZ_LIST); do $(FUZZ_ARG); \
+		w=$(B)/fuzz/smoke-$$t; rm -rf $$w; mkdir -p $$w; \
+		log=$(B)/fuzz/$$t-smoke.log; \
+		$(FUZZ_ENV) ./$(B)/fuzz/$$t $(FUZZ_OPTS) -max_len=$$m $$dict \
+		    -max_total_time=$(FUZZ_SMOKE_SECONDS) \
+		    -artifact_prefix=$(B)/fuzz/$$t- \
+		    $$w tests/fuzz/corpus_$${t#fuzz_} >$$log 2>&1 || { \
+			tail -60 $$log >&2; \
+			echo "fuzz-smoke: $$t: finding, see $$log" >&2; \
+			exit 1; }; \
+		echo "fuzz-smoke: $$t: $(FUZZ_SMOKE_SECONDS) s," \
+		    "$$(sed -n 's/^stat::number_of_executed_units: *//p' \
+		    $$log) executions, $$(grep -o 'cov: [0-9]*' $$log | \
+		    tail -1), no finding"; \
+		rm -rf $$w; \
 	done
 
 # make fuzz-replay: every input of every tests/fuzz/corpus_* run once
@@ -134,14 +175,14 @@ fuzz-replay: $(addprefix $(B)/fuzz/,$(FUZZ_TARGETS))
 		c=tests/fuzz/corpus_$${t#fuzz_}; \
 		n=$$(find $$c -type f | wc -l); \
 		[ $$n -gt 0 ] || { echo "fuzz-replay: $$c is empty" >&2; exit 1; }; \
-		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		    ./$(B)/fuzz/$$t -runs=0 $$(find $$c -type f | sort) \
+		$(FUZZ_ENV) ./$(B)/fuzz/$$t -runs=0 \
+		    $$(find $$c -type f | sort) \
 		    >$(B)/fuzz/$$t-replay.log 2>&1 || { \
 			tail -40 $(B)/fuzz/$$t-replay.log >&2; exit 1; }; \
 		echo "fuzz-replay: $$t: $$n inputs, no finding"; \
 	done
 
-.PHONY: fuzz fuzz-replay
+.PHONY: fuzz fuzz-smoke fuzz-replay
 
 # deb: the package that tests/e2e/test_deb.py installs (built once here).
 e2e: all deb
@@ -168,6 +209,7 @@ check: deps
 	$(MAKE) all
 	$(MAKE) unit
 	$(MAKE) fuzz-replay
+	$(MAKE) fuzz-smoke
 	$(MAKE) configs
 	$(MAKE) e2e
 	$(MAKE) e2e-asan

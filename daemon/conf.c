@@ -179,6 +179,8 @@ static void	 conf_clashes(struct conf_ctx *, const config_setting_t *,
 		    struct conf *, struct conf_tun *);
 static void	 conf_parse(struct conf_ctx *, const config_setting_t *,
 		    struct conf *);
+static int	 conf_load_text(const char *, const char *, struct conf **,
+		    char **);
 
 /* Whether this version runs a tunnel kind or a feature ("jump"). */
 static int
@@ -910,6 +912,25 @@ conf_parse(struct conf_ctx *cx, const config_setting_t *root,
 int
 conf_load(const char *path, struct conf **out, char **errors)
 {
+	return (conf_load_text(path, NULL, out, errors));
+}
+
+/*
+ * conf_load() on a file's contents in memory (tests/fuzz): the same checks
+ * and errors, path only naming the file in them.
+ */
+int
+conf_load_string(const char *path, const char *text, struct conf **out,
+    char **errors)
+{
+	return (conf_load_text(path, text, out, errors));
+}
+
+/* Both of the above: text NULL reads the file. */
+static int
+conf_load_text(const char *path, const char *text, struct conf **out,
+    char **errors)
+{
 	struct conf_ctx	 cx;
 	config_t	 cfg;
 	struct conf	*conf;
@@ -918,7 +939,7 @@ conf_load(const char *path, struct conf **out, char **errors)
 	*out = NULL;
 	memset(&cx, 0, sizeof(cx));
 	cx.path = path;
-	if (conf_parse_file(&cx, &cfg) == -1)
+	if (conf_parse_file(&cx, &cfg, text) == -1)
 		return (conf_finish(&cx, errors));
 
 	conf = xcalloc(1, sizeof(*conf));

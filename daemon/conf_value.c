@@ -228,23 +228,25 @@ conf_read(const char *path, char *err, size_t errlen)
 }
 
 /*
- * Read cx->path into cfg, after finding the integers libconfig would cut
- * short. Returns -1 with the error kept when the file cannot be read or
- * is not libconfig syntax; cfg is then left destroyed.
+ * Read cx->path (or text, its contents, when not NULL) into cfg, after
+ * finding the integers libconfig would cut short. Returns -1 with the
+ * error kept when the file cannot be read or is not libconfig syntax; cfg
+ * is then left destroyed.
  */
 int
-conf_parse_file(struct conf_ctx *cx, config_t *cfg)
+conf_parse_file(struct conf_ctx *cx, config_t *cfg, const char *text)
 {
-	char		*buf, err[256];
+	char		*buf = NULL, err[256];
 	const char	*file;
 
-	if ((buf = conf_read(cx->path, err, sizeof(err))) == NULL) {
+	if (text == NULL &&
+	    (text = buf = conf_read(cx->path, err, sizeof(err))) == NULL) {
 		conf_errat(cx, cx->path, 0, "cannot read: %s", err);
 		return (-1);
 	}
-	conf_scan(cx, buf);
+	conf_scan(cx, text);
 	config_init(cfg);
-	if (config_read_string(cfg, buf) != CONFIG_TRUE) {
+	if (config_read_string(cfg, text) != CONFIG_TRUE) {
 		file = config_error_file(cfg) != NULL ?
 		    config_error_file(cfg) : cx->path;
 		conf_errat(cx, file, config_error_line(cfg) > 0 ?

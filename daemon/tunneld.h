@@ -452,6 +452,8 @@ void	 format_rfc3339(time_t, char *, size_t);
 
 /* conf.c */
 int	 conf_load(const char *, struct conf **, char **);
+int	 conf_load_string(const char *, const char *, struct conf **,
+	    char **);
 void	 conf_free(struct conf *);
 const struct host_conf *conf_host(const struct conf *, const char *);
 const char *tunnel_type_name(enum tunnel_type);
@@ -478,7 +480,8 @@ void	 conf_err(struct conf_ctx *, const struct config_setting_t *,
 	    const char *, const char *, ...)
 	    __attribute__((format(printf, 4, 5)));
 int	 conf_finish(struct conf_ctx *, char **);
-int	 conf_parse_file(struct conf_ctx *, struct config_t *);
+int	 conf_parse_file(struct conf_ctx *, struct config_t *,
+	    const char *);
 void	 conf_report_bigs(struct conf_ctx *);
 void	 conf_version(struct conf_ctx *, const struct config_setting_t *);
 int	 conf_int(struct conf_ctx *, const struct config_setting_t *,
