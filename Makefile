@@ -37,12 +37,12 @@ ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE -Idaemon $(PKG_CFLAGS) $(WARN) $(CFLAGS)
 SAN_CFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	     -fno-sanitize-recover=undefined
 
-DAEMON_SRCS = daemon/main.c daemon/conf.c daemon/conf_value.c daemon/link.c daemon/dial.c daemon/jump.c daemon/handshake.c daemon/known_hosts.c daemon/agent.c daemon/greq.c daemon/sendq.c daemon/pump.c \
+DAEMON_SRCS = daemon/main.c daemon/conf.c daemon/conf_daemon.c daemon/conf_value.c daemon/link.c daemon/dial.c daemon/jump.c daemon/handshake.c daemon/known_hosts.c daemon/agent.c daemon/greq.c daemon/sendq.c daemon/pump.c \
 	      daemon/chan.c daemon/window.c daemon/chan_connect.c daemon/chan_socks.c daemon/socks.c daemon/fwd.c daemon/fwd_local.c daemon/fwd_remote.c daemon/control.c daemon/control_sock.c daemon/control_show.c daemon/reload.c daemon/notify.c daemon/sdfds.c daemon/ctl-proto.c \
 	      daemon/log.c daemon/logrl.c daemon/util.c
-CTL_SRCS    = ctl/tunctl.c daemon/ctl-proto.c daemon/conf.c daemon/conf_value.c daemon/log.c daemon/util.c
+CTL_SRCS    = ctl/tunctl.c daemon/ctl-proto.c daemon/conf.c daemon/conf_daemon.c daemon/conf_value.c daemon/log.c daemon/util.c
 UNIT_TESTS  = test_conf test_util test_control test_socks test_dial test_log
-UNIT_SRCS_test_conf    = tests/unit/test_conf.c daemon/conf.c daemon/conf_value.c daemon/log.c daemon/util.c
+UNIT_SRCS_test_conf    = tests/unit/test_conf.c daemon/conf.c daemon/conf_daemon.c daemon/conf_value.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_util    = tests/unit/test_util.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_control = tests/unit/test_control.c daemon/control_show.c daemon/ctl-proto.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_socks   = tests/unit/test_socks.c daemon/socks.c
@@ -108,7 +108,7 @@ FUZZ_TARGETS	 = fuzz_socks fuzz_ctl fuzz_conf
 FUZZ_DEPS_fuzz_socks = tests/fuzz/fuzz_socks.c daemon/socks.c daemon/socks.h
 FUZZ_DEPS_fuzz_ctl = tests/fuzz/fuzz_ctl.c daemon/ctl-proto.c \
 		   daemon/util.c daemon/log.c daemon/ctl-proto.h daemon/tunneld.h
-FUZZ_DEPS_fuzz_conf = tests/fuzz/fuzz_conf.c daemon/conf.c \
+FUZZ_DEPS_fuzz_conf = tests/fuzz/fuzz_conf.c daemon/conf.c daemon/conf_daemon.c \
 		   daemon/conf_value.c daemon/util.c daemon/log.c \
 		   daemon/tunneld.h
 FUZZ_LIBS_fuzz_ctl = $(PKG_LIBS) -lm

@@ -14,8 +14,6 @@
  */
 #include <sys/types.h>
 
-#include <grp.h>
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,8 +109,6 @@ static const char *conf_tkeys[TK_COUNT] = {
 };
 
 #define ALLOWED_TOP	"version, daemon, defaults, hosts, tunnels"
-#define ALLOWED_DAEMON	"control_socket, control_group, status_group, " \
-			"log_level"
 #define ALLOWED_HOST	"address, port, user, identity, agent, " \
 			"known_hosts, host_key_policy, connect_timeout, " \
 			"keepalive_interval, keepalive_count_max, " \
@@ -150,10 +146,6 @@ struct conf_tun {
 };
 
 static int	 conf_supported(const char *);
-static void	 conf_daemon(struct conf_ctx *, const config_setting_t *,
-		    struct conf *);
-static void	 conf_status_group(struct conf_ctx *,
-		    const config_setting_t *, const char *, struct conf *);
 static unsigned	 conf_hblock(struct conf_ctx *, const config_setting_t *,
 		    struct host_conf *, struct conf_defaults *);
 static int	 conf_hsetting(struct conf_ctx *, const config_setting_t *,
@@ -192,72 +184,6 @@ conf_supported(const char *name)
 		if (strcmp(conf_features[i].name, name) == 0)
 			return (conf_features[i].supported);
 	return (0);
-}
-
-/*
- * status_group: "" for none, else a group that must exist now; its gid is
- * looked up here, at load, so that the control socket never asks NSS.
- */
-static void
-conf_status_group(struct conf_ctx *cx, const config_setting_t *s,
-    const char *name, struct conf *conf)
-{
-	struct group	*gr;
-	char		*v, q[96];
-
-	if (config_setting_type(s) == CONFIG_TYPE_STRING &&
-	    *config_setting_get_string(s) == '\0') {
-		free(conf->status_group);
-		conf->status_group = NULL;
-		conf->status_gid = (gid_t)-1;
-		return;
-	}
-	if (conf_group_name(cx, s, name, &v) == -1)
-		return;
-	if ((gr = getgrnam(v)) == NULL) {
-		format_quoted(v, q, sizeof(q));
-		conf_err(cx, s, name, "%s is not a group on this system", q);
-		free(v);
-		return;
-	}
-	free(conf->status_group);
-	conf->status_group = v;
-	conf->status_gid = gr->gr_gid;
-}
-
-/* The daemon block. */
-static void
-conf_daemon(struct conf_ctx *cx, const config_setting_t *g, struct conf *conf)
-{
-	const config_setting_t	*s;
-	const char		*name;
-	char			*v;
-	int			 n, k;
-
-	strlcpy_(cx->where, "daemon", sizeof(cx->where));
-	n = config_setting_length(g);
-	for (k = 0; k < n; k++) {
-		s = config_setting_get_elem(g, k);
-		name = config_setting_name(s);
-		if (strcmp(name, "control_socket") == 0) {
-			if (conf_socket_path(cx, s, name, &v) == 0) {
-				free(conf->control_socket);
-				conf->control_socket = v;
-			}
-		} else if (strcmp(name, "control_group") == 0) {
-			if (conf_group_name(cx, s, name, &v) == 0) {
-				free(conf->control_group);
-				conf->control_group = v;
-			}
-		} else if (strcmp(name, "status_group") == 0)
-			conf_status_group(cx, s, name, conf);
-		else if (strcmp(name, "log_level") == 0)
-			conf_log_level(cx, s, name, &conf->log_level);
-		else
-			conf_err(cx, s, NULL, "unknown setting \"%s\" "
-			    "(allowed: " ALLOWED_DAEMON ")", name);
-	}
-	cx->where[0] = '\0';
 }
 
 /*

@@ -500,6 +500,10 @@ int	 conf_group_name(struct conf_ctx *, const struct config_setting_t *,
 	    const char *, char **);
 int	 conf_log_level(struct conf_ctx *, const struct config_setting_t *,
 	    const char *, enum log_level *);
+
+/* conf_daemon.c */
+void	 conf_daemon(struct conf_ctx *, const struct config_setting_t *,
+	    struct conf *);
 int	 conf_address(struct conf_ctx *, const struct config_setting_t *,
 	    const char *, char *, size_t);
 int	 conf_user_name(struct conf_ctx *, const struct config_setting_t *,
