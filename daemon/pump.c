@@ -231,10 +231,13 @@ pump_run(struct link *l)
 		l->in_pump = 1;
 	}
 
+	/* The turn's small packets leave in one segment (sendq.c). */
+	sendq_cork(l->fd);
 	/* A kick (a chan has work) needs no read: the socket event will say. */
 	if (l->readable) {
 		l->readable = 0;
 		if (pump_read(l) == -1) {
+			sendq_uncork(l->fd);
 			l->in_pump = 0;
 			return;
 		}
@@ -252,6 +255,7 @@ pump_run(struct link *l)
 	}
 	greq_run(l);
 	rc = ssh_blocking_flush(l->session, 0);
+	sendq_uncork(l->fd);
 	if (rc == SSH_ERROR) {
 		l->in_pump = 0;
 		pump_check_session(l);

@@ -20,6 +20,13 @@
  * libssh more (l->out_blocked), so the queue stays bounded by one turn's
  * budget plus what libssh had buffered. Every other socket, and every
  * send() of our own, goes straight to the kernel.
+ *
+ * libssh sends every packet the moment it is made: a pump turn that opens
+ * a channel, grants a window and writes a client's first bytes made three
+ * send()s, three TCP segments and three wake-ups of sshd. OpenSSH writes
+ * once per loop turn. So the pump corks the socket for its turn: small
+ * packets are queued and leave together when it uncorks; past SENDQ_CORK
+ * bytes (bulk data) they go at once, so the cork never copies much.
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -36,7 +43,10 @@
 struct sendq {
 	struct evbuffer	*buf;
 	int		 error;		/* errno of a failed flush, 0 */
+	int		 corked;	/* in a pump turn: hold small packets */
 };
+
+#define SENDQ_CORK	(16 * 1024)	/* the most a cork holds back */
 
 static struct sendq	**sendq_fds;	/* indexed by fd */
 static int		  sendq_nfds;
@@ -109,6 +119,26 @@ sendq_pending(int fd)
 	return (evbuffer_get_length(q->buf));
 }
 
+/* A pump turn starts: hold small packets until sendq_uncork(). */
+void
+sendq_cork(int fd)
+{
+	struct sendq *q;
+
+	if ((q = sendq_get(fd)) != NULL)
+		q->corked = 1;
+}
+
+/* The pump turn ends: what the cork held goes at the next flush. */
+void
+sendq_uncork(int fd)
+{
+	struct sendq *q;
+
+	if ((q = sendq_get(fd)) != NULL)
+		q->corked = 0;
+}
+
 /*
  * Send what is queued, as far as the kernel takes it. Returns 0, or -1
  * with errno when the socket failed (the link is then lost).
@@ -157,6 +187,11 @@ send(int fd, const void *buf, size_t len, int flags)
 
 	if ((q = sendq_get(fd)) == NULL)
 		return (sendto(fd, buf, len, flags, NULL, 0));
+	if (q->corked && evbuffer_get_length(q->buf) + len <= SENDQ_CORK) {
+		if (evbuffer_add(q->buf, buf, len) == -1)
+			fatalx("send: out of memory");
+		return ((ssize_t)len);
+	}
 	if (q->error != 0 || sendq_flush(fd) == -1) {
 		errno = q->error;
 		return (-1);

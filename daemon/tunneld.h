@@ -606,6 +606,8 @@ void	 sendq_attach(int);
 void	 sendq_detach(int);
 size_t	 sendq_pending(int);
 int	 sendq_flush(int);
+void	 sendq_cork(int);
+void	 sendq_uncork(int);
 
 /* pump.c */
 void	 pump_start(struct link *);
