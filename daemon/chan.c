@@ -387,8 +387,14 @@ chan_reap_cb(int fd, short what, void *arg)
 	(void)arg;
 	if (TAILQ_EMPTY(&td->reap))
 		return;
+	/* The CLOSE messages of a turn's dead chans leave together. */
+	TAILQ_FOREACH(l, &td->links, entry) {
+		if (l->state == LINK_UP)
+			sendq_cork(l->fd);
+	}
 	chan_reap_all();
 	TAILQ_FOREACH(l, &td->links, entry) {
+		sendq_uncork(l->fd);
 		if (l->state == LINK_UP && !link_fd_lost(l))
 			link_kick(l);
 	}
