@@ -121,6 +121,41 @@ def test_200_concurrent_connections(sshd, env, servers):
     assert echo.errors == []
 
 
+@pytest.mark.limit(60)
+def test_idle_connections_keep_their_bytes(sshd, env, servers):
+    """Connections idle past the trim of libssh's drained channel buffers
+    (chan.c: CHAN_TRIM_IDLE, 2 s) carry later bytes exactly, of every
+    size, both ways."""
+    echo = servers(echo_handler)
+    port = free_port()
+    d = start_up(env, sshd, [local("idle", tcp_listen(port), echo.target)])
+    socks = [connect(("127.0.0.1", port), timeout=20) for _ in range(20)]
+    try:
+        for s in socks:
+            data = os.urandom(64 << 10)
+            s.sendall(data)
+            assert recv_exact(s, len(data)) == data
+        rss = proc_rss_kb(d.pid)
+        time.sleep(3.5)                 # idle: the trim runs
+        note("20 idle connections: daemon RSS %d -> %d kB" %
+             (rss, proc_rss_kb(d.pid)))
+        for i, s in enumerate(socks):
+            for size in (1, 100, 9000, 40000, 64 << 10):
+                data = os.urandom(size)
+                s.sendall(data)
+                assert recv_exact(s, size) == data, \
+                    "connection %d, %d bytes after idle" % (i, size)
+        time.sleep(2.5)                 # idle again, then once more
+        for s in socks:
+            data = os.urandom(20000)
+            s.sendall(data)
+            assert recv_exact(s, len(data)) == data
+    finally:
+        for s in socks:
+            s.close()
+    assert echo.errors == []
+
+
 @pytest.mark.limit(120)
 def test_slow_reader_bounded_memory(sshd, env, servers):
     """A client that does not read slows the target down instead of growing
