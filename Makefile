@@ -4,7 +4,8 @@
 #   make asan       build both programs with ASan and UBSan into build-asan/
 #   make e2e-asan   the end-to-end tests against that build
 #   make demo       a throw-away sshd and tunneld moving data through each tunnel
-#   make bench      tunneld against OpenSSH on a private sshd (QUICK=1: < 2 min)
+#   make bench      tunneld against OpenSSH on a private sshd (QUICK=1: < 2 min;
+#                   SECTIONS=a,b: only those; SECTIONS=scale: 100,000 connections)
 #   make install    DESTDIR, PREFIX (make uninstall: the same variables)
 #   make deb        the Debian package: build-deb/tunneld_VERSION_ARCH.deb, lintian
 #   make clean
@@ -306,7 +307,8 @@ bench: all $(B)/loadgen
 	@sh scripts/install-deps.sh || echo "bench: packages missing (autossh?); those figures are skipped" >&2
 	TUNNELD_BIN=$(CURDIR)/$(B)/tunneld TUNCTL_BIN=$(CURDIR)/$(B)/tunctl \
 	    LOADGEN_BIN=$(CURDIR)/$(B)/loadgen \
-	    $(PYTHON) bench/bench.py $(if $(filter 1 yes true,$(QUICK)),--quick) $(BENCH_ARGS)
+	    $(PYTHON) bench/bench.py $(if $(filter 1 yes true,$(QUICK)),--quick) \
+	    $(if $(SECTIONS),--only $(SECTIONS)) $(BENCH_ARGS)
 
 .PHONY: all asan deps unit e2e e2e-asan check configs demo install uninstall deb clean bench
 

@@ -20,6 +20,7 @@ import math
 import os
 import platform
 import re
+import resource
 import select
 import shutil
 import signal
@@ -77,6 +78,21 @@ MODES = {
                           rounds=3, secs=2.0),
                  budget=2100),
 }
+
+# The scale section (only when asked: --only scale, make bench
+# SECTIONS=scale): idle connections through one daemon, spread over
+# sessions (sshd refuses more than 16,384 channels on one connection:
+# OpenSSH's CHANNELS_MAX_CHANNELS), and tunnels over hosts. A process
+# holds at most RLIMIT_NOFILE descriptors: the section raises it to
+# SCALE_NOFILE where it may (CAP_SYS_RESOURCE), else runs as many
+# connections as the hard limit allows and says so.
+SCALE_CONNS = 100000
+SCALE_SESSIONS = 10
+SCALE_SIZE = 64         # bytes each connection echoes and checks
+SCALE_TUNNELS = 10000
+SCALE_HOSTS = 100
+SCALE_NOFILE = 262144   # RLIMIT_NOFILE of every process in the section
+ON_REQUEST = ("scale",)  # sections run only when named in --only
 
 CONC_SIZE = 16384       # bytes each concurrent connection moves and checks
 CONC_WINDOW = 256       # connections between connect and "checked" at once
@@ -454,7 +470,10 @@ class Bench:
                                 log_level=log_level))
         d = Tunneld(conf, sock, self.path("%s.log" % name))
         DAEMONS.append(d)
-        d.start()
+        # Thousands of tunnels: sessions coming up starve the control
+        # socket's first answer for a while on 2 cores.
+        big = len(tunnels) > 1000
+        d.start(timeout=60 if big else 10, status_timeout=30 if big else 5)
         names = [t["name"] for t in tl]
         deadline = time.monotonic() + wait
         # tunctl requests are limited to 4 KiB: wait in batches.
@@ -562,10 +581,13 @@ class Bench:
                     ("memory", self.bench_memory),
                     ("reload", self.bench_reload),
                     ("recovery", self.bench_recovery),
-                    ("wan", self.bench_wan)]
+                    ("wan", self.bench_wan),
+                    ("scale", self.bench_scale)]
         only = set(self.args.only.split(",")) if self.args.only else None
         for name, fn in sections:
             if only and name not in only:
+                continue
+            if not only and name in ON_REQUEST:
                 continue
             t0 = time.monotonic()
             nfail = len(FAILURES)
@@ -849,7 +871,7 @@ class Bench:
             line = read_line(p, tmo + 20)
             if line is None or not line.startswith("hold "):
                 raise RuntimeError("loadgen conc: no hold line (%r)" % line)
-            time.sleep(0.5)     # let the client settle before measuring
+            time.sleep(3.0)     # idle past tunneld's trim (2 s), then measure
             rss_hold = rss_kb(pid)
             peak = hwm_kb(pid)
             p.stdin.write(b"go\n")
@@ -1008,6 +1030,166 @@ class Bench:
                     kb_mib(trss), kb_mib(orss), "MiB",
                     "1+%d%s" % (min(k, big), "" if k in m["ssh_mem"] else "*"),
                     target, passed, note)
+
+    def scale_nofile(self):
+        """The RLIMIT_NOFILE the section's processes get: SCALE_NOFILE
+        where the hard limit may be raised (CAP_SYS_RESOURCE), else the
+        hard limit the bench has."""
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE,
+                               (SCALE_NOFILE, max(hard, SCALE_NOFILE)))
+            return SCALE_NOFILE
+        except (ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            return hard
+
+    def bench_scale(self):
+        """Idle connections through one tunneld (10 sessions to one sshd,
+        a tunnel each, each to its own echo server), then 10,000 tunnels
+        over 100 hosts. Every process started here inherits the raised
+        RLIMIT_NOFILE of the bench."""
+        nofile = self.scale_nofile()
+        cipher = CIPHERS[0]
+        sshd = Sshd(self.path("sshd-scale"), self.host_key,
+                    self.authorized_keys)
+        with open(sshd.cfg) as f:
+            cfg = f.read()
+        # 100 sessions come up at once; log less per channel.
+        cfg = cfg.replace("MaxStartups 100", "MaxStartups 1000")
+        cfg = cfg.replace("LogLevel VERBOSE", "LogLevel INFO")
+        with open(sshd.cfg, "w") as f:
+            f.write(cfg + "Ciphers %s\n" % cipher)
+        SSHDS.append(sshd)
+        sshd.start()
+        self.write_known_hosts()
+        srvs, echos = [], []
+        try:
+            for _ in range(SCALE_SESSIONS):     # one echo server each
+                p = spawn([LOADGEN_BIN, "serve", "--max-time", "1800"],
+                          stdout=subprocess.PIPE)
+                srvs.append(p)
+                line = read_line(p, 10)
+                if not line or not line.startswith("ports "):
+                    raise RuntimeError("loadgen serve: %r" % line)
+                echos.append(int(line.split()[1].split("=")[1]))
+            self.scale_conns(sshd, echos, nofile)
+            self.scale_tunnels(sshd, echos[0])
+        finally:
+            for p in srvs:
+                kill_proc(p)
+            sshd.stop()
+            SSHDS.remove(sshd)
+
+    def scale_conns(self, sshd, echos, nofile):
+        ns = SCALE_SESSIONS
+        # One process holds one end of every connection: the tunneld.
+        n = min(SCALE_CONNS, nofile - 1000)
+        n -= n % ns
+        tun = [(alloc_port(), echos[i]) for i in range(ns)]
+        d = self.tunneld("scale-conns", sshd, tun, nhosts=ns,
+                         tunnel_extra={"max_connections": n // ns + 1000})
+        for lp, _ in tun:
+            if not echo_ok(lp, 5.0):
+                raise RuntimeError("scale: tunnel on %d does not echo" % lp)
+        time.sleep(0.5)
+        rss0 = rss_kb(d.pid)
+        tmo, hold = 600, 120
+        # Load generators of at most nofile - 1000 connections each.
+        per = nofile - 1000
+        ngen = (n + per - 1) // per
+        gens = []
+        ports = ",".join(str(lp) for lp, _ in tun)
+        for g in range(ngen):
+            cnt = n // ngen + (1 if g < n % ngen else 0)
+            gens.append(spawn([LOADGEN_BIN, "conc", "--ports", ports,
+                               "--n", str(cnt), "--size", str(SCALE_SIZE),
+                               "--window", str(CONC_WINDOW // ngen + 1),
+                               "--sources", "4", "--timeout", str(tmo),
+                               "--hold", str(hold)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, bufsize=0))
+        res = []
+        try:
+            for p in gens:
+                line = read_line(p, tmo + 30)
+                if line is None or not line.startswith("hold "):
+                    raise RuntimeError("scale: loadgen conc: no hold line "
+                                       "(%r)" % line)
+            time.sleep(3.0)     # idle past tunneld's trim (2 s), then measure
+            rss_hold = rss_kb(d.pid)
+            pss_hold = proc_pss_kb(d.pid)
+            peak = hwm_kb(d.pid)
+            kids = e2elib.proc_descendants(sshd.pid)
+            srss = sum(rss_kb(k) for k in kids)
+            for p in gens:
+                p.stdin.write(b"go\n")
+            for p in gens:
+                line = read_line(p, 120)
+                if line is None:
+                    raise RuntimeError("scale: loadgen conc: no summary")
+                res.append(json.loads(line))
+                p.wait(30)
+        finally:
+            for p in gens:
+                kill_proc(p)
+        alive = self.check_alive(d, "scale %d" % n)
+        stop_daemon(d)
+        r = {k: sum(x[k] for x in res) for k in (
+            "n", "ok", "fail", "connect", "reset", "early_eof", "mismatch",
+            "timeout")}
+        r["secs"] = max(x["secs"] for x in res)
+        self.log("   tunneld %d: %s" % (n, r))
+        per_conn = (rss_hold - rss0) / max(1, r["ok"])
+        note = ("%d B each over %d sessions (sshd allows 16,384 channels "
+                "per connection), ramp window %d, 4 source addresses, %d "
+                "load generator(s)" % (SCALE_SIZE, ns, CONC_WINDOW, ngen))
+        if n < SCALE_CONNS:
+            note += ("; only %d: RLIMIT_NOFILE is %d and cannot be raised "
+                     "here (no CAP_SYS_RESOURCE)" % (n, nofile))
+        if r["fail"]:
+            note += "; failures: " + ", ".join(
+                "%s %d" % (k, r[k]) for k in ("connect", "reset",
+                                              "early_eof", "mismatch",
+                                              "timeout") if r[k])
+        self.row("scale %d idle conns: failures" % n, r["fail"], None,
+                 "conns", 1, "0", r["fail"] == 0 and alive, note,
+                 ratio=False)
+        self.row("scale %d idle conns: time to open+check all" % n,
+                 r["secs"], None, "s", 1, None, None,
+                 "%.0f connections/s" % (r["ok"] / max(r["secs"], 1e-3)),
+                 ratio=False)
+        self.row("scale %d idle conns: peak RSS (VmHWM)" % n,
+                 kb_mib(peak), None, "MiB", 1, ratio=False)
+        self.row("scale %d idle conns: RSS per idle conn" % n, per_conn,
+                 None, "KiB", 1, "< 24 KiB", per_conn < 24,
+                 "(VmRSS with all open and idle %.0f MiB - before %.1f MiB)"
+                 " / %d open; PSS %.0f MiB; sshd side %.0f MiB in %d "
+                 "processes" % (rss_hold / 1024, rss0 / 1024, r["ok"],
+                                pss_hold / 1024, srss / 1024, len(kids)),
+                 ratio=False)
+
+    def scale_tunnels(self, sshd, echo):
+        k, nh = SCALE_TUNNELS, SCALE_HOSTS
+        tun = [(alloc_port(), echo) for _ in range(k)]
+        before = set(e2elib.proc_descendants(sshd.pid))
+        t0 = time.monotonic()
+        d = self.tunneld("scale-tunnels", sshd, tun, nhosts=nh, wait=300)
+        up = time.monotonic() - t0
+        for lp, _ in (tun[0], tun[k // 2], tun[-1]):
+            if not echo_ok(lp, 5.0):
+                raise RuntimeError("scale: tunnel on %d does not echo" % lp)
+        time.sleep(0.5)
+        rss, pss = rss_kb(d.pid), proc_pss_kb(d.pid)
+        kids = [p for p in e2elib.proc_descendants(sshd.pid)
+                if p not in before]
+        srss = sum(rss_kb(p) for p in kids)
+        alive = self.check_alive(d, "scale tunnels")
+        stop_daemon(d)
+        self.row("RSS %d tunnels/%d hosts" % (k, nh), kb_mib(rss), None,
+                 "MiB", 1, "< 100 MiB", alive and rss < 100 * 1024,
+                 "all up %.1f s after start; PSS %.1f MiB; server side %d "
+                 "sshd processes, %.0f MiB" % (up, pss / 1024, len(kids),
+                                               srss / 1024), ratio=False)
 
     def bench_reload(self):
         """1,000 tunnels over 10 hosts, one tunnel's target changed: the
@@ -1500,7 +1682,8 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="small sizes, under 2 minutes")
     ap.add_argument("--only", help="comma-separated sections: throughput,"
-                    "chain,latency,concurrency,memory,reload,recovery,wan")
+                    "chain,latency,concurrency,memory,reload,recovery,wan;"
+                    " and scale (run only when named)")
     ap.add_argument("--bytes", type=int, help="stream size in MiB")
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
     ap.add_argument("--keep", action="store_true",
@@ -1520,7 +1703,8 @@ def main():
     signal.signal(signal.SIGHUP, _sigterm)
     signal.signal(signal.SIGALRM, _sigalrm)
     bench = Bench(args)
-    signal.alarm(bench.mode["budget"] + 60)
+    signal.alarm(bench.mode["budget"] + 60 + (
+        1500 if "scale" in (args.only or "").split(",") else 0))
     status = 0
     interrupted = False
     try:

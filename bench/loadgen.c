@@ -1,12 +1,14 @@
 /*
  * loadgen.c: the load side of `make bench`.
  *
- *   loadgen serve [--max-time S]
+ *   loadgen serve [--max-time S] [--echos K]
  *	Loopback servers on 127.0.0.1, ephemeral ports, one epoll loop:
  *	  echo    everything read is written back; EOF is answered with EOF
  *	  sink    reads until EOF, then answers "<bytes>\n" and closes
  *	  source  reads a line "<bytes>\n", sends that many bytes, closes
- *	Prints "ports echo=E sink=K source=S" once listening, runs until
+ *	Prints "ports echo=E sink=K source=S" once listening (with --echos,
+ *	" echos=E1,E2,..": K more echo servers, for more connections than
+ *	one client address has ports towards one server), runs until
  *	SIGTERM/SIGINT or --max-time seconds.
  *
  *   loadgen up   --port P --bytes N [--timeout S]	  N bytes to a sink
@@ -18,8 +20,10 @@
  *	close. Prints {"n":K,"fail":F,"us":[...]} (one sample per success).
  *
  *   loadgen conc --port P --n K --size B [--window W] [--timeout S]
- *	    [--hold S]
- *	K connections to an echo server, at most W of them between connect
+ *	    [--hold S] [--ports P1,P2,..] [--sources A]
+ *	K connections to an echo server (connection i to the i-th of --ports,
+ *	round robin, from 127.0.0.(2 + i % A) with --sources), at most W of
+ *	them between connect
  *	and "data checked" at a time (the ramp). Each sends B bytes of its own
  *	pattern and checks the echo. The checked connections stay open; when
  *	all are checked (or --timeout), prints "hold ok=.. fail=.." and keeps
@@ -68,6 +72,7 @@
 
 #define IOBUF		(256 * 1024)
 #define MAXEV		512
+#define MAXPORTS	1024
 
 static unsigned char	iobuf[IOBUF];
 static volatile sig_atomic_t stop_flag;
@@ -79,11 +84,12 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-	    "usage: loadgen serve [--max-time S]\n"
+	    "usage: loadgen serve [--max-time S] [--echos K]\n"
 	    "       loadgen up|down --port P --bytes N [--timeout S]\n"
 	    "       loadgen lat --port P --n K [--timeout S]\n"
 	    "       loadgen conc --port P --n K --size B [--window W] "
 	    "[--timeout S] [--hold S]\n"
+	    "           [--ports P1,P2,..] [--sources A]\n"
 	    "       loadgen delay --to P --delay MS [--rate MBIT] "
 	    "[--queue BYTES] [--listen ADDR]\n"
 	    "           [--port L] [--netns PATH] [--max-time S]\n");
@@ -349,11 +355,11 @@ serve_source(struct sconn *c)
 }
 
 static int
-cmd_serve(double max_time)
+cmd_serve(double max_time, int echos)
 {
 	struct epoll_event	 evs[MAXEV];
 	struct sconn		*c;
-	int			 pe, pk, ps, i, n, r;
+	int			 pe, pk, ps, px, i, n, r;
 	double			 end = now() + max_time;
 
 	for (i = 0; i < IOBUF; i++)
@@ -363,7 +369,12 @@ cmd_serve(double max_time)
 	listen_on(K_LISTEN_ECHO, &pe);
 	listen_on(K_LISTEN_SINK, &pk);
 	listen_on(K_LISTEN_SOURCE, &ps);
-	printf("ports echo=%d sink=%d source=%d\n", pe, pk, ps);
+	printf("ports echo=%d sink=%d source=%d", pe, pk, ps);
+	for (i = 0; i < echos; i++) {
+		listen_on(K_LISTEN_ECHO, &px);
+		printf("%s%d", i == 0 ? " echos=" : ",", px);
+	}
+	printf("\n");
 	fflush(stdout);
 	while (!stop_flag && now() < end) {
 		n = epoll_wait(epfd, evs, MAXEV, 500);
@@ -559,16 +570,16 @@ pattern(int id, size_t j)
 }
 
 static int
-cmd_conc(int port, int count, size_t size, int window, double timeout,
-    double hold)
+cmd_conc(const int *ports, int nports, int count, size_t size, int window,
+    double timeout, double hold, int sources)
 {
-	struct sockaddr_in	 sin = loopback(port);
+	struct sockaddr_in	 sin, src;
 	struct epoll_event	 evs[MAXEV], ev;
 	struct cconn		*cs, *c;
 	unsigned char		 out[16384];
 	int			 fails[F_NFAIL] = { 0 };
 	int			 next = 0, active = 0, held = 0, failed = 0;
-	int			 i, j, n, fd, f, err;
+	int			 i, j, n, fd, f, err, one = 1;
 	socklen_t		 elen;
 	ssize_t			 r;
 	size_t			 k, want;
@@ -603,6 +614,20 @@ cmd_conc(int port, int count, size_t size, int window, double timeout,
 			}
 			set_nodelay(c->fd);
 			active++;
+			if (sources > 0) {
+				/* The port is picked at connect, per 4-tuple. */
+				src = loopback(0);
+				src.sin_addr.s_addr = htonl(INADDR_LOOPBACK + 1 +
+				    (uint32_t)(c->id % sources));
+				(void)setsockopt(c->fd, IPPROTO_IP,
+				    IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+				if (bind(c->fd, (struct sockaddr *)&src,
+				    sizeof(src)) == -1) {
+					FAIL(c, F_CONNECT);
+					continue;
+				}
+			}
+			sin = loopback(ports[c->id % nports]);
 			if (connect(c->fd, (struct sockaddr *)&sin,
 			    sizeof(sin)) == -1 && errno != EINPROGRESS) {
 				FAIL(c, F_CONNECT);
@@ -1016,6 +1041,8 @@ main(int argc, char **argv)
 	uint64_t	 bytes = 0;
 	double		 timeout = 60, hold = 30, max_time = 3600;
 	int		 port = 0, count = 0, window = 256, to = 0, i;
+	int		 ports[MAXPORTS], nports = 0, echos = 0, sources = 0;
+	char		*list, *tok;
 	size_t		 size = 16384, queue = 0;
 	double		 delay_ms = -1, rate_mbit = 0;
 	const char	*laddr = NULL, *netns = NULL;
@@ -1055,6 +1082,18 @@ main(int argc, char **argv)
 			laddr = argv[++i];
 		else if (strcmp(argv[i], "--netns") == 0)
 			netns = argv[++i];
+		else if (strcmp(argv[i], "--echos") == 0)
+			echos = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--sources") == 0)
+			sources = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--ports") == 0) {
+			list = argv[++i];
+			while ((tok = strsep(&list, ",")) != NULL &&
+			    nports < MAXPORTS)
+				if ((ports[nports] = atoi(tok)) > 0 &&
+				    ports[nports] <= 65535)
+					nports++;
+		}
 		else
 			usage();
 	}
@@ -1066,7 +1105,8 @@ main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 
 	if (strcmp(mode, "serve") == 0)
-		return (cmd_serve(max_time));
+		return (echos >= 0 && echos <= MAXPORTS ?
+		    cmd_serve(max_time, echos) : 2);
 	if (strcmp(mode, "delay") == 0) {
 		if (to <= 0 || to > 65535 || port < 0 || port > 65535 ||
 		    delay_ms < 0 || rate_mbit < 0)
@@ -1082,6 +1122,10 @@ main(int argc, char **argv)
 			dl_qmax = 64 << 20;
 		return (cmd_delay(laddr, port, to, netns, max_time));
 	}
+	if (nports == 0 && port > 0)
+		ports[nports++] = port;
+	if (nports > 0)
+		port = ports[0];
 	if (port <= 0 || port > 65535)
 		usage();
 	/* The one-stream and latency modes end by themselves. */
@@ -1098,7 +1142,10 @@ main(int argc, char **argv)
 		if (count <= 0 || size == 0 || window <= 0)
 			usage();
 		alarm((unsigned)(timeout + hold) + 10);
-		return (cmd_conc(port, count, size, window, timeout, hold));
+		if (sources < 0 || sources > 250)
+			usage();
+		return (cmd_conc(ports, nports, count, size, window, timeout,
+		    hold, sources));
 	}
 	usage();
 }

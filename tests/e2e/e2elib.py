@@ -705,7 +705,7 @@ class Tunneld:
         return self.wrap + [TUNNELD_BIN, "-d", "-f", self.conf] + \
             self.extra_args
 
-    def start(self, timeout=10.0):
+    def start(self, timeout=10.0, status_timeout=5):
         logf = open(self.log, "a")
         e = None
         if self.env:
@@ -722,7 +722,7 @@ class Tunneld:
                                    (self.where, self.proc.returncode,
                                     tail(self.log)))
             if os.path.exists(self.sock):
-                code, _, _ = self.tunctl("status", timeout=5)
+                code, _, _ = self.tunctl("status", timeout=status_timeout)
                 if code in (0, 4):
                     return self
             time.sleep(0.05)
