@@ -88,7 +88,7 @@ MODES = {
 # connections as the hard limit allows and says so.
 SCALE_CONNS = 100000
 SCALE_SESSIONS = 10
-SCALE_SIZE = 64         # bytes each connection echoes and checks
+SCALE_SIZE = 16384      # bytes each connection echoes and checks
 SCALE_TUNNELS = 10000
 SCALE_HOSTS = 100
 SCALE_NOFILE = 262144   # RLIMIT_NOFILE of every process in the section
