@@ -120,6 +120,7 @@ chan_alloc(struct fwd *f, const char *peer)
 	TAILQ_INSERT_TAIL(&f->chans, c, entry);
 	f->conns_active++;
 	f->conns_total++;
+	c->link->conns++;
 	return (c);
 }
 
@@ -351,6 +352,7 @@ chan_kill(struct chan *c, const char *why)
 	c->state = CHAN_DEAD;
 	TAILQ_REMOVE(&f->chans, c, entry);
 	f->conns_active--;
+	c->link->conns--;
 	c->fwd = NULL;
 	if (c->ev_wait != NULL)
 		evtimer_del(c->ev_wait);

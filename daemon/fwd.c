@@ -18,6 +18,8 @@
  */
 #include <sys/types.h>
 
+#include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +28,8 @@
 #include <event2/event.h>
 
 #include "tunneld.h"
+
+#define FWD_LINK_MAX	16000	/* connections per link: below sshd's 16,384 */
 
 static void	fwd_retry_cb(int, short, void *);
 static void	fwd_error_stamp(struct fwd *, double);
@@ -423,10 +427,48 @@ fwd_retry_cb(int fd, short what, void *arg)
 	fwd_settle(f);
 }
 
+/*
+ * The most connections all tunnels of one link may carry. sshd ends a
+ * session that reaches 16,384 channels (OpenSSH's CHANNELS_MAX_CHANNELS,
+ * its remote-forward listeners included), and every connection on it with
+ * it: refuse the next connection instead. TUNNELD_MAX_LINK_CONNECTIONS
+ * lowers it (for tests).
+ */
+static uint64_t
+fwd_link_cap(void)
+{
+	static uint64_t	 cap;
+	const char	*s;
+	char		*end;
+	long		 v;
+
+	if (cap != 0)
+		return (cap);
+	cap = FWD_LINK_MAX;
+	if ((s = getenv("TUNNELD_MAX_LINK_CONNECTIONS")) != NULL) {
+		errno = 0;
+		v = strtol(s, &end, 10);
+		if (errno == 0 && *s != '\0' && *end == '\0' && v >= 1 &&
+		    v <= FWD_LINK_MAX)
+			cap = (uint64_t)v;
+	}
+	return (cap);
+}
+
 /* May one more connection in? Counts and logs a refusal. */
 int
 fwd_admit(struct fwd *f, const char *peer)
 {
+	uint64_t cap = fwd_link_cap();
+
+	if (f->link->conns >= cap) {
+		f->conns_failed++;
+		log_warnx("tunnel %s: connection from %s refused: %" PRIu64
+		    " connections open on link %s (sshd ends a session at "
+		    "16,384 channels)", f->tc->name, peer, f->link->conns,
+		    f->link->hc->name);
+		return (-1);
+	}
 	if (f->tc->max_connections == 0 ||
 	    f->conns_active < (uint64_t)f->tc->max_connections)
 		return (0);

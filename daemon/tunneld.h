@@ -212,6 +212,7 @@ struct link {
 	double			 next_retry;	/* monotonic, 0 when none */
 	double			 up_at;		/* monotonic, when it came up */
 	long			 rtt_us;	/* last keepalive round trip, -1 */
+	uint64_t		 conns;		/* chans of all its tunnels */
 	char			 last_error[ERR_MAXLEN];
 	time_t			 last_error_time;	/* wall clock, 0: unknown */
 	double			 last_error_mono;

@@ -156,6 +156,42 @@ def test_idle_connections_keep_their_bytes(sshd, env, servers):
     assert echo.errors == []
 
 
+def test_link_connection_cap(sshd, env, servers):
+    """All tunnels of one link together carry at most the link's cap of
+    connections (16,000: sshd ends a session at 16,384 channels; lowered
+    here through TUNNELD_MAX_LINK_CONNECTIONS): the next one is refused
+    and counted, and one closing makes room again."""
+    echo = servers(echo_handler)
+    pa, pb = free_port(), free_port()
+    d = start_up(env, sshd, [local("capa", tcp_listen(pa), echo.target),
+                             local("capb", tcp_listen(pb), echo.target)],
+                 daemon_env={"TUNNELD_MAX_LINK_CONNECTIONS": "3"})
+    held = []
+    try:
+        for port in (pa, pa, pb):
+            s = connect(("127.0.0.1", port), timeout=10)
+            held.append(s)
+            s.sendall(b"x" * 100)
+            assert recv_exact(s, 100) == b"x" * 100
+        with connect(("127.0.0.1", pb), timeout=10) as s:
+            try:
+                s.sendall(b"y")
+                got = s.recv(1)
+            except (ConnectionResetError, BrokenPipeError):
+                got = b""
+            assert got == b"", "a 4th connection on the link was carried"
+        d.wait_for(lambda: d.tunnel("capb")["connections"]["failed"] == 1,
+                   5, what="the refusal counted")
+        held.pop(0).close()
+        d.wait_for(lambda: d.tunnel("capa")["connections"]["active"] == 1,
+                   5, what="the closed one gone")
+        assert echo_roundtrip(("127.0.0.1", pb), b"z" * 100) == b"z" * 100
+    finally:
+        for s in held:
+            s.close()
+    assert "connections open on link" in open(d.log).read()
+
+
 @pytest.mark.limit(120)
 def test_slow_reader_bounded_memory(sshd, env, servers):
     """A client that does not read slows the target down instead of growing
