@@ -33,9 +33,7 @@
  * read back as zeros, and libssh writes before it reads. The range is
  * valid because libssh only moves or frees the buffer when adding a
  * packet, which always ends in our callback (that records the new range,
- * or forgets it), or when the channel is freed (the chan first). (Or when
- * that add fails for want of memory: libssh frees the buffer without a
- * callback, but then so is the daemon out of memory.)
+ * or forgets it), or when the channel is freed (the chan first).
  */
 #include <sys/types.h>
 #include <sys/mman.h>
@@ -73,8 +71,7 @@ static void	chan_unlist(struct chan *);
 static void	chan_close_fd(struct chan *);
 static int	chan_to_channel(struct chan *, const void *, size_t);
 static int	chan_deliver(struct chan *, size_t);
-static void	chan_trim_note(struct chan *, unsigned char *, void *, size_t,
-		    size_t);
+static void	chan_trim_note(struct chan *, void *, size_t, size_t);
 static void	chan_trim(struct chan *);
 
 static unsigned char	chan_scratch[256 * 1024];
@@ -613,22 +610,19 @@ chan_to_channel(struct chan *c, const void *data, size_t len)
 }
 
 /*
- * The data callback saw len bytes at data and took n (prev: the range the
- * callback before saw): remember the range inside libssh's buffer while
- * all of it was taken, and set the idle timer.
+ * The data callback saw len bytes at data and took n: remember the range
+ * inside libssh's buffer while all of it was taken, and set the idle timer.
  */
 static void
-chan_trim_note(struct chan *c, unsigned char *prev, void *data, size_t len,
-    size_t n)
+chan_trim_note(struct chan *c, void *data, size_t len, size_t n)
 {
 	struct timeval tv = { CHAN_TRIM_IDLE, 0 };
 
 	if (n < len || c->ev_wait == NULL)
 		c->trim_p = NULL;		/* bytes stay: live */
-	else if (data == prev) {
-		c->trim_p = prev;		/* the same buffer, reused */
+	else if (data == c->trim_p) {
 		if (len > c->trim_len)
-			c->trim_len = len;
+			c->trim_len = len;	/* the same buffer, reused */
 	} else if (len >= CHAN_TRIM_MIN) {
 		c->trim_p = data;
 		c->trim_len = len;
@@ -676,7 +670,6 @@ chan_data_cb(ssh_session s, ssh_channel ch, void *data, uint32_t len,
     int is_stderr, void *arg)
 {
 	struct chan	*c = arg;
-	unsigned char	*prev = c->trim_p;
 	size_t		 n;
 
 	(void)s;
@@ -712,7 +705,7 @@ chan_data_cb(ssh_session s, ssh_channel ch, void *data, uint32_t len,
 	if (window_data(c, len, n))
 		chan_want(c);	/* the pump grants more window */
 	if (c->state == CHAN_OPEN)
-		chan_trim_note(c, prev, data, len, n);
+		chan_trim_note(c, data, len, n);
 	return ((int)n);
 }
 
