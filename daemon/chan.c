@@ -20,23 +20,8 @@
  *
  * libssh callbacks run inside the pump and only move bytes and set flags;
  * chan_kill() never frees: dead chans wait on td->reap for the next turn.
- *
- * Idle memory: every byte from the target passes through the channel's
- * buffer inside libssh (channels.c, channel_default_bufferize), which
- * grows to the largest packet it held, rounded up to a power of two, and
- * never shrinks: after a 16 KiB burst an idle connection kept 16 KiB
- * there, most of its 22 KiB. libssh 0.10 has no call to shrink it, so
- * once a chan has been idle for CHAN_TRIM_IDLE seconds with nothing left
- * inside libssh, the whole pages of what the data callback last saw
- * (data .. data + len, inside that buffer) are given back to the kernel
- * with madvise(MADV_DONTNEED): the buffer stays allocated, its dead bytes
- * read back as zeros, and libssh writes before it reads. The range is
- * valid because libssh only moves or frees the buffer when adding a
- * packet, which always ends in our callback (that records the new range,
- * or forgets it), or when the channel is freed (the chan first).
  */
 #include <sys/types.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 
 #include <errno.h>
@@ -53,8 +38,6 @@
 
 #define CHAN_BUF	(256 * 1024)	/* target -> client backlog */
 #define CHAN_BUDGET	(256 * 1024)	/* client bytes per chan per turn */
-#define CHAN_TRIM_IDLE	2		/* seconds idle before the trim */
-#define CHAN_TRIM_MIN	(8 * 1024)	/* smaller packets: nothing to gain */
 
 static struct chan *chan_alloc(struct fwd *, const char *);
 static void	chan_set_callbacks(struct chan *);
@@ -71,8 +54,6 @@ static void	chan_unlist(struct chan *);
 static void	chan_close_fd(struct chan *);
 static int	chan_to_channel(struct chan *, const void *, size_t);
 static int	chan_deliver(struct chan *, size_t);
-static void	chan_trim_note(struct chan *, void *, size_t, size_t);
-static void	chan_trim(struct chan *);
 
 static unsigned char	chan_scratch[256 * 1024];
 
@@ -510,10 +491,6 @@ chan_wait_cb(int fd, short what, void *arg)
 		chan_kill(c, "SOCKS request not finished in time");
 		return;
 	}
-	if (c->state == CHAN_OPEN) {
-		chan_trim(c);	/* an open chan's timer is the idle trim */
-		return;
-	}
 	if (c->state != CHAN_WAITING)
 		return;
 	c->fwd->conns_failed++;
@@ -609,61 +586,6 @@ chan_to_channel(struct chan *c, const void *data, size_t len)
 	return (0);
 }
 
-/*
- * The data callback saw len bytes at data and took n: remember the range
- * inside libssh's buffer while all of it was taken, and set the idle timer.
- */
-static void
-chan_trim_note(struct chan *c, void *data, size_t len, size_t n)
-{
-	struct timeval tv = { CHAN_TRIM_IDLE, 0 };
-
-	if (n < len || c->ev_wait == NULL)
-		c->trim_p = NULL;		/* bytes stay: live */
-	else if (data == c->trim_p) {
-		if (len > c->trim_len)
-			c->trim_len = len;	/* the same buffer, reused */
-	} else if (len >= CHAN_TRIM_MIN) {
-		c->trim_p = data;
-		c->trim_len = len;
-	} else
-		c->trim_p = NULL;		/* moved: the old one may be gone */
-	if (c->trim_p != NULL && !evtimer_pending(c->ev_wait, NULL)) {
-		c->trim_mark = c->win_rx;
-		evtimer_add(c->ev_wait, &tv);
-	}
-}
-
-/*
- * The idle timer of an open chan: data since it was set, wait again;
- * else give the pages of the drained buffer back (see the top).
- */
-static void
-chan_trim(struct chan *c)
-{
-	static uintptr_t	 pg;
-	struct timeval		 tv = { CHAN_TRIM_IDLE, 0 };
-	uintptr_t		 start, end;
-
-	if (c->trim_p == NULL || c->ch == NULL)
-		return;
-	if (c->win_rx != c->trim_mark) {
-		c->trim_mark = c->win_rx;
-		evtimer_add(c->ev_wait, &tv);
-		return;
-	}
-	if (c->leftover || c->win_kept > 0 || c->win_topup)
-		return;		/* bytes inside libssh: the next data sets it */
-	if (pg == 0)
-		pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-	start = ((uintptr_t)c->trim_p + pg - 1) & ~(pg - 1);
-	end = ((uintptr_t)c->trim_p + c->trim_len) & ~(pg - 1);
-	if (end > start && madvise((void *)start, end - start,
-	    MADV_DONTNEED) == -1)
-		log_debug("chan_trim: madvise: %s", strerror(errno));
-	c->trim_p = NULL;
-}
-
 /* Channel data from the target: deliver what fits, leave the rest in libssh. */
 static int
 chan_data_cb(ssh_session s, ssh_channel ch, void *data, uint32_t len,
@@ -675,8 +597,7 @@ chan_data_cb(ssh_session s, ssh_channel ch, void *data, uint32_t len,
 	(void)s;
 	(void)ch;
 	if (is_stderr)
-		return ((int)len);	/* another buffer */
-	c->trim_p = NULL;		/* chan_trim_note() sets it again */
+		return ((int)len);
 	if (c->state == CHAN_CONNECTING) {
 		c->leftover = 1;	/* keep it until the target answers */
 		window_data(c, len, 0);
@@ -704,8 +625,6 @@ chan_data_cb(ssh_session s, ssh_channel ch, void *data, uint32_t len,
 	c->leftover = n < len;
 	if (window_data(c, len, n))
 		chan_want(c);	/* the pump grants more window */
-	if (c->state == CHAN_OPEN)
-		chan_trim_note(c, data, len, n);
 	return ((int)n);
 }
 

@@ -367,11 +367,6 @@ struct chan {
 	uint64_t		 win_mark;	/* win_rx when the round began */
 	double			 win_epoch;	/* monotonic: the round began */
 	double			 win_rtt;	/* the channel open's round trip */
-
-	/* libssh's channel buffer, drained: its pages go back when idle. */
-	unsigned char		*trim_p;	/* what the last callback saw */
-	size_t			 trim_len;
-	uint64_t		 trim_mark;	/* win_rx when the timer was set */
 };
 
 TAILQ_HEAD(linklist, link);

@@ -123,9 +123,8 @@ def test_200_concurrent_connections(sshd, env, servers):
 
 @pytest.mark.limit(60)
 def test_idle_connections_keep_their_bytes(sshd, env, servers):
-    """Connections idle past the trim of libssh's drained channel buffers
-    (chan.c: CHAN_TRIM_IDLE, 2 s) carry later bytes exactly, of every
-    size, both ways."""
+    """Connections left idle for seconds carry later bytes exactly, of
+    every size, both ways."""
     echo = servers(echo_handler)
     port = free_port()
     d = start_up(env, sshd, [local("idle", tcp_listen(port), echo.target)])
@@ -136,7 +135,7 @@ def test_idle_connections_keep_their_bytes(sshd, env, servers):
             s.sendall(data)
             assert recv_exact(s, len(data)) == data
         rss = proc_rss_kb(d.pid)
-        time.sleep(3.5)                 # idle: the trim runs
+        time.sleep(3.5)                 # idle
         note("20 idle connections: daemon RSS %d -> %d kB" %
              (rss, proc_rss_kb(d.pid)))
         for i, s in enumerate(socks):
