@@ -52,6 +52,23 @@ UNIT_SRCS_test_log     = tests/unit/test_log.c daemon/log.c daemon/util.c
 # test_dial stands in for connect() to simulate addresses that never answer.
 UNIT_LDFLAGS_test_dial = -Wl,--wrap=connect
 
+# LIBSSH=patched: link tunneld statically against Debian's libssh source
+# with the series of third_party/libssh/patches/ applied, built by
+# scripts/libssh-patched.sh in LIBSSH_DIR (fetched and built once, never
+# installed), into build-patched/ (docs/benchmarks.md, "libssh receive
+# path"). The default, LIBSSH=system, is the system's libssh-4.
+LIBSSH	?= system
+LIBSSH_DIR ?= build-libssh
+LIBSSH_A = $(LIBSSH_DIR)/build/src/libssh.a
+PB	?= build-patched
+ifeq ($(LIBSSH),patched)
+B	?= $(PB)
+BA	?= build-asan-patched
+PKG_CFLAGS := -I$(LIBSSH_DIR)/build/include -I$(LIBSSH_DIR)/tree/include \
+	      $(shell pkg-config --cflags $(filter-out libssh,$(PKGS)) 2>/dev/null)
+PKG_LIBS   := $(LIBSSH_A) -lcrypto -lz \
+	      $(shell pkg-config --libs $(filter-out libssh,$(PKGS)) 2>/dev/null)
+endif
 B	?= build
 BA	?= build-asan
 
@@ -206,6 +223,34 @@ e2e-asan: asan
 		echo "e2e-asan: sanitizer reports in $(SANLOG):" >&2; \
 		head -50 $(SANLOG)/* >&2; exit 1; fi
 
+# The patched libssh (LIBSSH=patched above): fetched, patched and built
+# once by scripts/libssh-patched.sh; again only when the series changes.
+LIBSSH_SERIES = third_party/libssh/patches/series \
+		$(wildcard third_party/libssh/patches/*.patch)
+$(LIBSSH_A): $(LIBSSH_SERIES) scripts/libssh-patched.sh
+	sh scripts/libssh-patched.sh $(LIBSSH_DIR) build
+	@touch $@
+ifeq ($(LIBSSH),patched)
+$(call obj,$(B),$(DAEMON_SRCS) $(CTL_SRCS)): | $(LIBSSH_A)
+$(call obj,$(BA),$(DAEMON_SRCS) $(CTL_SRCS)): | $(LIBSSH_A)
+$(B)/tunneld $(BA)/tunneld: $(LIBSSH_A)
+endif
+
+# make libssh-test: libssh's own unit tests (tests/unittests, cmocka) on
+# the patched build.
+libssh-test:
+	sh scripts/libssh-patched.sh $(LIBSSH_DIR) test
+
+# make e2e-patched: the end-to-end suite against tunneld linked with the
+# patched libssh, built in $(PB); less the packaging tests (deb, install,
+# systemd), which build the default variant themselves.
+e2e-patched:
+	$(MAKE) LIBSSH=patched B=$(PB) BA=build-asan-patched all
+	TUNNELD_BIN=$(CURDIR)/$(PB)/tunneld TUNCTL_BIN=$(CURDIR)/$(PB)/tunctl \
+	    $(PYTHON) -m pytest -q tests/e2e --ignore=tests/e2e/test_deb.py \
+	    --ignore=tests/e2e/test_install.py \
+	    --ignore=tests/e2e/test_systemd.py $(PYTEST_ARGS)
+
 check: deps
 	$(MAKE) all
 	$(MAKE) unit
@@ -311,5 +356,6 @@ bench: all $(B)/loadgen
 	    $(if $(SECTIONS),--only $(SECTIONS)) $(BENCH_ARGS)
 
 .PHONY: all asan deps unit e2e e2e-asan check configs demo install uninstall deb clean bench
+.PHONY: libssh-test e2e-patched
 
 -include $(shell find $(B) $(BA) -name '*.d' 2>/dev/null)

@@ -12,12 +12,16 @@ set -e
 # debhelper, dpkg-dev, lintian: make deb (debian/; Rules-Requires-Root: no,
 # so no fakeroot), which tests/e2e/test_deb.py installs in such a
 # container; util-linux: flock. nftables: the loss of make bench's WAN
-# section.
+# section. cmake, libssl-dev, zlib1g-dev, patch, xz-utils: make
+# LIBSSH=patched (scripts/libssh-patched.sh builds Debian's libssh source,
+# fetched with apt-get source, with third_party/libssh/patches); strace:
+# bench/libssh_bench.py profile.
 PKGS="build-essential pkg-config clang libssh-dev libevent-dev libconfig-dev
 libsystemd-dev libcmocka-dev openssh-server openssh-client socat
 netcat-openbsd curl python3-pytest iproute2 procps autossh
 systemd systemd-container dropbear-bin
-debhelper dpkg-dev lintian util-linux nftables"
+debhelper dpkg-dev lintian util-linux nftables
+cmake libssl-dev zlib1g-dev patch xz-utils strace"
 
 missing=""
 for p in $PKGS; do
