@@ -49,6 +49,8 @@ import subprocess
 import threading
 import time
 
+import e2elib
+
 NSPAWN = "/usr/bin/systemd-nspawn"
 NSENTER = "/usr/bin/nsenter"
 CLONE_NEWNET = 0x40000000
@@ -284,6 +286,32 @@ class Container:
         if "e" in out:
             raise out["e"]
         return out["v"]
+
+    def start_sshd(self, port, keys_dir="/e2e/keys"):
+        """An OpenSSH sshd inside, on 127.0.0.1:port, as the unit
+        test-sshd (systemd-run), with the host key and authorized_keys
+        bound in at keys_dir; returns once it listens. The first boot
+        locked root's password ("!" in /etc/shadow), which sshd refuses
+        even for a key: "*" (no password) opens it."""
+        self.run("systemd-sysusers", "--inline",
+                 'u sshd - "sshd privilege separation" /run/sshd')
+        self.run("usermod", "-p", "*", "root")
+        self.write("/etc/ssh/e2e_sshd_config", "\n".join([
+            "ListenAddress 127.0.0.1",
+            "Port %d" % port,
+            "HostKey %s/ssh_host_ed25519_key" % keys_dir,
+            "AuthorizedKeysFile %s/authorized_keys" % keys_dir,
+            "StrictModes no", "UsePAM no",
+            "PermitRootLogin prohibit-password",
+            "PasswordAuthentication no", "KbdInteractiveAuthentication no",
+            "AllowTcpForwarding yes", "PermitTTY no", "UseDNS no",
+            "LogLevel VERBOSE", ""]))
+        self.run("systemd-run", "--unit=test-sshd", "-p",
+                 "RuntimeDirectory=sshd", "/usr/sbin/sshd", "-D", "-e", "-f",
+                 "/etc/ssh/e2e_sshd_config")
+        assert self.in_net(e2elib.wait_port, port, "127.0.0.1", 10.0,
+                           timeout=20), "sshd in the container does not " \
+            "listen:\n" + self.journal("test-sshd.service")
 
     def wait_for(self, pred, timeout, what, interval=0.1):
         """Poll pred() until it is true; return its value or fail."""

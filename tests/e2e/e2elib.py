@@ -316,6 +316,25 @@ def sink_handler(conn):
     conn.shutdown(socket.SHUT_WR)
 
 
+class Firehose:
+    """A Server handler that sends the same random block (1 MiB) over and
+    over until stop is set, for the slow-reader tests; sent counts the
+    bytes the kernel took."""
+
+    def __init__(self, size=1 << 20):
+        self.block = os.urandom(size)
+        self.stop = threading.Event()
+        self.sent = 0
+
+    def __call__(self, conn):
+        while not self.stop.is_set():
+            try:
+                conn.sendall(self.block)
+            except OSError:
+                return
+            self.sent += len(self.block)
+
+
 def source_handler(data):
     """A handler that sends data, half-closes, and drains until EOF."""
     def handler(conn):
@@ -681,6 +700,25 @@ def run_tunctl(sock, *args, timeout=30, env=None, json_out=False):
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                        stdin=subprocess.DEVNULL, env=e)
     return p.returncode, p.stdout, p.stderr
+
+
+def run_tunctl_pid(sock, *args, env=None, **popen):
+    """Run tunctl -s sock ARGS (with popen's extra arguments: user=,
+    group=, extra_groups=, preexec_fn=); return (exit code, stdout,
+    stderr, its pid), the pid as the daemon logs it."""
+    e = dict(os.environ)
+    e.pop("TUNCTL_SOCKET", None)
+    e.update(env or {})
+    p = subprocess.Popen([TUNCTL_BIN, "-s", sock] + [str(a) for a in args],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=e, **popen)
+    try:
+        out, err = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise
+    return p.returncode, out, err, p.pid
 
 
 class Tunneld:

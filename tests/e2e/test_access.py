@@ -24,8 +24,8 @@ import time
 
 import pytest
 
-from e2elib import (TUNCTL_BIN, TUNNELD_BIN, Tunneld, free_port, local,
-                    log_event, tcp_listen)
+from e2elib import (TUNNELD_BIN, free_port, local, log_event, run_tunctl_pid,
+                    tcp_listen, Tunneld)
 
 TAG = "%d" % (os.getpid() % 100000)
 CTL_GROUP = "e2e-ctl" + TAG
@@ -71,20 +71,8 @@ def as_user(user, sock, *args):
     group and /etc/group's supplementary ones); (code, out, err, pid)."""
     pw = pwd.getpwnam(user)
     groups = os.getgrouplist(user, pw.pw_gid)
-    e = dict(os.environ)
-    e.pop("TUNCTL_SOCKET", None)
-    p = subprocess.Popen([TUNCTL_BIN, "-s", sock] + list(args),
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=e,
-                         user=pw.pw_uid, group=pw.pw_gid,
-                         extra_groups=groups)
-    try:
-        out, err = p.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.communicate()
-        raise
-    return p.returncode, out, err, p.pid
+    return run_tunctl_pid(sock, *args, user=pw.pw_uid, group=pw.pw_gid,
+                          extra_groups=groups)
 
 
 def start(env, status_group=True, name="tunnels.conf"):

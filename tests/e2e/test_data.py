@@ -7,15 +7,14 @@ import hashlib
 import os
 import queue
 import socket
-import threading
 import time
 
 import pytest
 
-from e2elib import (SLACK, connect, echo_handler, echo_roundtrip, free_port,
-                    local, mem_limit, note, proc_rss_kb, Pump, recv_all,
-                    recv_exact, sink_handler, source_handler, start_up,
-                    tcp_listen, transfer_both_ways)
+from e2elib import (SLACK, Firehose, connect, echo_handler, echo_roundtrip,
+                    free_port, local, mem_limit, note, proc_rss_kb, Pump,
+                    recv_all, recv_exact, sink_handler, source_handler,
+                    start_up, tcp_listen, transfer_both_ways)
 
 
 @pytest.mark.limit(150)
@@ -196,17 +195,8 @@ def test_slow_reader_bounded_memory(sshd, env, servers):
     """A client that does not read slows the target down instead of growing
     the daemon; the bytes still arrive in order when it reads again.  The
     same for a target that does not read."""
-    block = os.urandom(1 << 20)
-    stop = threading.Event()
-    sent = [0]
-
-    def firehose(conn):
-        while not stop.is_set():
-            try:
-                conn.sendall(block)
-            except OSError:
-                return
-            sent[0] += len(block)
+    firehose = Firehose()
+    block, stop = firehose.block, firehose.stop
 
     def deaf(conn):
         stop.wait(30)
@@ -224,7 +214,7 @@ def test_slow_reader_bounded_memory(sshd, env, servers):
             first = recv_exact(s, 1000)
             time.sleep(3)
             grown = proc_rss_kb(d.pid) - base
-            in_flight = sent[0]
+            in_flight = firehose.sent
             note("target->client: target sent %d MiB, daemon RSS +%d kB" %
                   (in_flight >> 20, grown))
             # Unbounded buffering would take ~150 MB/s for 3 s.

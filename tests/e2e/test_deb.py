@@ -37,7 +37,7 @@ import pytest
 import container
 import e2elib
 from e2elib import (DEFAULTS, SLACK, Server, echo_handler, known_hosts_line,
-                    local, note, render_conf, wait_port)
+                    local, note, render_conf)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -224,27 +224,7 @@ def box(workdir, keys, package):
         # starting and stopping services from maintainer scripts; a real
         # machine has none. Removed in the overlay only.
         c.run("rm", "-f", "/usr/sbin/policy-rc.d")
-        # sshd: its user, an open root account, its config (as
-        # test_systemd.py does).
-        c.run("systemd-sysusers", "--inline",
-              'u sshd - "sshd privilege separation" /run/sshd')
-        c.run("usermod", "-p", "*", "root")
-        c.write("/etc/ssh/e2e_sshd_config", "\n".join([
-            "ListenAddress 127.0.0.1",
-            "Port %d" % SSHD_PORT,
-            "HostKey /e2e/keys/ssh_host_ed25519_key",
-            "AuthorizedKeysFile /e2e/keys/authorized_keys",
-            "StrictModes no", "UsePAM no",
-            "PermitRootLogin prohibit-password",
-            "PasswordAuthentication no", "KbdInteractiveAuthentication no",
-            "AllowTcpForwarding yes", "PermitTTY no", "UseDNS no",
-            "LogLevel VERBOSE", ""]))
-        c.run("systemd-run", "--unit=test-sshd", "-p",
-              "RuntimeDirectory=sshd", "/usr/sbin/sshd", "-D", "-e", "-f",
-              "/etc/ssh/e2e_sshd_config")
-        assert c.in_net(wait_port, SSHD_PORT, "127.0.0.1", 10.0,
-                        timeout=20), "sshd in the container does not " \
-            "listen:\n" + c.journal("test-sshd.service")
+        c.start_sshd(SSHD_PORT)
         echo = c.in_net(Server, echo_handler, ("127.0.0.1", 0))
         yield Box(c, echo, keys, package, ("/e2e/debs/" + os.path.basename(up),
                                      upver))

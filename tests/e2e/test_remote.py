@@ -614,19 +614,9 @@ def test_remote_slow_reader_bounded_memory(sshd, env, servers):
     """Backpressure through a remote tunnel: a far-side client that does
     not read slows the target here, and a target that does not read slows
     the far-side client; the daemon does not grow; bytes stay in order."""
-    import threading
-    from e2elib import mem_limit, proc_rss_kb, recv_exact
-    block = os.urandom(1 << 20)
-    stop = threading.Event()
-    sent = [0]
-
-    def firehose(conn):
-        while not stop.is_set():
-            try:
-                conn.sendall(block)
-            except OSError:
-                return
-            sent[0] += len(block)
+    from e2elib import Firehose, mem_limit, proc_rss_kb, recv_exact
+    firehose = Firehose()
+    block, stop = firehose.block, firehose.stop
 
     def deaf(conn):
         stop.wait(30)
@@ -644,7 +634,7 @@ def test_remote_slow_reader_bounded_memory(sshd, env, servers):
             first = recv_exact(s, 1000)
             time.sleep(3)
             grown = proc_rss_kb(d.pid) - base
-            in_flight = sent[0]
+            in_flight = firehose.sent
             note("remote target->far client asleep: target sent %d MiB, "
                  "daemon RSS +%d kB" % (in_flight >> 20, grown))
             assert in_flight < 128 << 20, in_flight >> 20

@@ -27,7 +27,7 @@ import pytest
 import container
 import e2elib
 from e2elib import (DEFAULTS, SLACK, Server, echo_handler, known_hosts_line,
-                    local, note, render_conf, wait_port)
+                    local, note, render_conf)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -140,13 +140,8 @@ def box(workdir, keys):
              (t_build, ctr.state, ctr.boot_seconds))
         c = ctr
         # The sysusers file came in with the overlay and ran at boot; once
-        # more, as an installation would, and the user sshd needs.
+        # more, as an installation would.
         c.run("systemd-sysusers")
-        c.run("systemd-sysusers", "--inline",
-              'u sshd - "sshd privilege separation" /run/sshd')
-        # The first boot locked root's password ("!" in /etc/shadow): sshd
-        # refuses a locked account even for a key; "*": no password, open.
-        c.run("usermod", "-p", "*", "root")
         c.run("systemd-tmpfiles", "--create",
               "/usr/lib/tmpfiles.d/tunneld.conf")
         c.sh("cp /e2e/stage/lib/systemd/system/tunneld.service "
@@ -156,23 +151,8 @@ def box(workdir, keys):
               "/e2e/keys/id_ed25519", KEY)
         c.write(KNOWN_HOSTS, known_hosts_line(SSHD_PORT, keys.host_pub),
                 mode="0600", owner="tunneld:tunneld")
-        c.write("/etc/ssh/e2e_sshd_config", "\n".join([
-            "ListenAddress 127.0.0.1",
-            "Port %d" % SSHD_PORT,
-            "HostKey /e2e/keys/ssh_host_ed25519_key",
-            "AuthorizedKeysFile /e2e/keys/authorized_keys",
-            "StrictModes no", "UsePAM no",
-            "PermitRootLogin prohibit-password",
-            "PasswordAuthentication no", "KbdInteractiveAuthentication no",
-            "AllowTcpForwarding yes", "PermitTTY no", "UseDNS no",
-            "LogLevel VERBOSE", ""]))
-        c.run("systemd-run", "--unit=test-sshd", "-p",
-              "RuntimeDirectory=sshd", "/usr/sbin/sshd", "-D", "-e", "-f",
-              "/etc/ssh/e2e_sshd_config")
         c.systemctl("daemon-reload")
-        assert c.in_net(wait_port, SSHD_PORT, "127.0.0.1", 10.0,
-                        timeout=20), "sshd in the container does not " \
-            "listen:\n" + c.journal("test-sshd.service")
+        c.start_sshd(SSHD_PORT)
         # The echo server: a socket of the container's network namespace.
         echo = c.in_net(Server, echo_handler, ("127.0.0.1", 0))
         yield Box(c, echo, keys)

@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from e2elib import (SLACK, TUNCTL_BIN, Tunneld, free_port, local,
-                    log_events, note, run_tunctl, tcp_listen)
+from e2elib import (SLACK, free_port, local, log_events, note, run_tunctl,
+                    run_tunctl_pid, tcp_listen, Tunneld)
 
 # As docs/control-protocol.md section 5 says.
 CLIENTS_MAX = 1024
@@ -29,20 +29,7 @@ BAD_NAME = "a name is 1 to 64 of A-Z a-z 0-9 _ . -; see tunctl --help"
 
 def tunctl_pid(sock, *args, env=None, preexec_fn=None):
     """Run tunctl; return (exit code, stdout, stderr, its pid)."""
-    e = dict(os.environ)
-    e.pop("TUNCTL_SOCKET", None)
-    e.update(env or {})
-    p = subprocess.Popen([TUNCTL_BIN, "-s", sock] + list(args),
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=e,
-                         preexec_fn=preexec_fn)
-    try:
-        out, err = p.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.communicate()
-        raise
-    return p.returncode, out, err, p.pid
+    return run_tunctl_pid(sock, *args, env=env, preexec_fn=preexec_fn)
 
 
 def ask(sock_path, lines):

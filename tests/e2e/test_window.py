@@ -11,14 +11,13 @@ import hashlib
 import os
 import re
 import subprocess
-import threading
 import time
 
 import pytest
 
 import e2elib
-from e2elib import (connect, local, mem_limit, note, proc_rss_kb, recv_all,
-                    recv_exact, source_handler, tcp_listen)
+from e2elib import (Firehose, connect, local, mem_limit, note, proc_rss_kb,
+                    recv_all, recv_exact, source_handler, tcp_listen)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -102,17 +101,8 @@ def test_window_grows_on_long_path(env, servers, relay):
 def test_slow_reader_bounded_after_growth(env, servers, relay):
     """A client that read fast (its window grew) and then stops reading
     stops the target: the daemon holds at most the grown window."""
-    block = os.urandom(1 << 20)
-    stop = threading.Event()
-    sent = [0]
-
-    def firehose(conn):
-        while not stop.is_set():
-            try:
-                conn.sendall(block)
-            except OSError:
-                return
-            sent[0] += len(block)
+    firehose = Firehose()
+    block, stop = firehose.block, firehose.stop
 
     fh = servers(firehose)
     p = e2elib.free_port()
@@ -128,18 +118,18 @@ def test_slow_reader_bounded_after_growth(env, servers, relay):
                 first += recv_exact(s, 4 << 20)
             assert windows(d), "the window did not grow"
             time.sleep(1.5)                     # the client stalls
-            held = sent[0]
+            held = firehose.sent
             time.sleep(1.5)
             grown = proc_rss_kb(d.pid) - base
-            in_flight = sent[0] - len(first)
+            in_flight = firehose.sent - len(first)
             note("stalled client after %d MiB: window %d, target sent "
                  "%d MiB more in the last 1.5 s, %d MiB in flight, daemon "
                  "RSS +%d kB" % (len(first) >> 20, max(windows(d)),
-                                 (sent[0] - held) >> 20, in_flight >> 20,
+                                 (firehose.sent - held) >> 20, in_flight >> 20,
                                  grown))
             # The target is stopped: the window (16 MiB at most), the
             # relay's 4 MiB and the sockets' buffers hold the rest.
-            assert sent[0] - held <= 2 << 20, "the target kept sending"
+            assert firehose.sent - held <= 2 << 20, "the target kept sending"
             assert in_flight < 64 << 20, "%d MiB taken for a client that " \
                 "reads nothing" % (in_flight >> 20)
             # Plain: the 16 MiB window inside libssh plus the chan's
