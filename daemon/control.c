@@ -16,17 +16,8 @@
  * daemon's own user) may use CONTROL_CLIENTS_RESERVE more, so that however
  * many connections other users hold open, root can still stop tunnels.
  *
- * Who may do what (SPEC section 4) is decided from the peer's credentials
- * as the kernel took them at connect(2): SO_PEERCRED (uid, gid, pid) and
- * SO_PEERGROUPS (the supplementary groups), never from NSS, so the loop
- * never blocks on a directory service. Root, the daemon's own user and the
- * members of the control group (daemon.control_group, else the group that
- * owns the socket file) may use every verb; members of status_group (its
- * gid looked up when the configuration is loaded) only the verbs that do
- * not change anything. With a status_group the socket is 0666: anyone
- * else may connect, is told "permission denied" and closed at once, before
- * taking a client slot. Every refusal is logged with the peer's uid and
- * pid (rate-limited, logrl.c).
+ * Who may do what (SPEC section 4): control_access.c, from the peer's
+ * credentials taken at accept; checked again for every request.
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -34,8 +25,6 @@
 #include <sys/un.h>
 
 #include <errno.h>
-#include <fcntl.h>
-#include <grp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,23 +44,6 @@
 #define CONTROL_IDLE		60		/* seconds without a request */
 #define CONTROL_OUT_PAUSE	(64 * 1024)	/* stop reading requests */
 #define CONTROL_OUT_MAX		(1024 * 1024)	/* unread output: drop */
-#define CONTROL_GROUPS_MAX	65536		/* NGROUPS_MAX of Linux */
-
-/* What a peer may do. */
-enum control_access {
-	CONTROL_DENY,
-	CONTROL_READ,		/* status_group: the verbs that only read */
-	CONTROL_ALL,
-};
-
-/* Who is at the other end, as the kernel saw it at connect(2). */
-struct control_peer {
-	uid_t			 uid;		/* (uid_t)-1: unknown */
-	gid_t			 gid;
-	pid_t			 pid;
-	gid_t			*groups;	/* supplementary; owned */
-	int			 ngroups;
-};
 
 /* One connected client. */
 struct control_client {
@@ -100,16 +72,7 @@ struct control_handler {
 static void	control_accept_cb(int, short, void *);
 static void	control_pause_cb(int, short, void *);
 static void	control_reap_cb(int, short, void *);
-static int	control_privileged(uid_t);
-static mode_t	control_mode(void);
-static void	control_admin_group(const char *, const char *);
 static void	control_passed_mode(void);
-static void	control_peer_get(int, struct control_peer *);
-static int	control_in_group(const struct control_peer *, gid_t);
-static enum control_access control_access(const struct control_peer *);
-static void	control_deny_connect(int, struct control_peer *);
-static int	control_deny_request(struct control_client *,
-		    struct ctl_request *, const char *);
 static void	control_client_new(int, struct control_peer *);
 static void	control_client_kill(struct control_client *, const char *);
 static void	control_client_close(struct control_client *);
@@ -164,13 +127,8 @@ static struct {
 	struct control_clients	 reap;
 	int			 nclients;
 	double			 last_full_log;
-	gid_t			 admin_gid;	/* the control group, or -1 */
-	char			 admin_name[64];	/* for messages */
-	struct logrl		 rl_connect;	/* outsiders refused */
-	struct logrl		 rl_request;	/* read-only users refused */
 } control = {
 	.fd = -1,
-	.admin_gid = (gid_t)-1,
 	.clients = TAILQ_HEAD_INITIALIZER(control.clients),
 	.reap = TAILQ_HEAD_INITIALIZER(control.reap),
 };
@@ -189,17 +147,17 @@ control_init(const char *path, const char *group)
 	}
 	if (control.fd != -1)
 		log_info("control: using the socket passed by systemd");
-	else if ((control.fd = control_sock_bind(path, group, control_mode(),
+	else if ((control.fd = control_sock_bind(path, group, control_access_mode(),
 	    &control.dev, &control.ino)) == -1)
 		return (-1);
 	else
 		control.path = xstrdup(path);
 	if (control.path == NULL) {
 		control.sd_path = xstrdup(path);
-		control_admin_group(path, NULL);
+		control_access_group(path, NULL);
 		control_passed_mode();
 	} else
-		control_admin_group(path, group);
+		control_access_group(path, group);
 
 	control.ev_accept = event_new(td->base, control.fd,
 	    EV_READ | EV_PERSIST, control_accept_cb, NULL);
@@ -247,8 +205,7 @@ control_shutdown(void)
 	if (control.ev_reap != NULL)
 		event_free(control.ev_reap);
 	control.ev_accept = control.ev_pause = control.ev_reap = NULL;
-	logrl_clear(&control.rl_connect);
-	logrl_clear(&control.rl_request);
+	control_access_free();
 	free(control.sd_path);
 	control.sd_path = NULL;
 	if (control.fd != -1)
@@ -280,7 +237,7 @@ control_move(const char *path, const char *group, char *err, size_t errlen)
 	}
 	if (strcmp(path, control.path) == 0)
 		return (0);
-	if ((fd = control_sock_bind(path, group, control_mode(), &dev,
+	if ((fd = control_sock_bind(path, group, control_access_mode(), &dev,
 	    &ino)) == -1) {
 		snprintf(err, errlen, "cannot listen on %s (see the log); "
 		    "still on %s", path, control.path);
@@ -299,16 +256,9 @@ control_move(const char *path, const char *group, char *err, size_t errlen)
 	if (control.ev_accept == NULL)
 		fatalx("control: event_new");
 	event_add(control.ev_accept, NULL);
-	control_admin_group(path, group);
+	control_access_group(path, group);
 	log_notice("control: moved to %s", path);
 	return (0);
-}
-
-/* The socket's mode: 0666 when status_group users must reach it. */
-static mode_t
-control_mode(void)
-{
-	return (td->conf->status_group != NULL ? 0666 : 0660);
 }
 
 /*
@@ -320,7 +270,7 @@ void
 control_reconf(void)
 {
 	struct stat	st;
-	mode_t		want = control_mode();
+	mode_t		want = control_access_mode();
 
 	if (control.fd == -1)
 		return;
@@ -355,153 +305,6 @@ control_passed_mode(void)
 }
 
 /*
- * Learn the control group: group when we bound the socket with it, else
- * the group that owns the file at path (ours, or SocketGroup= of a socket
- * systemd passed). NSS is asked here, when the socket is set up, never
- * per request.
- */
-static void
-control_admin_group(const char *path, const char *group)
-{
-	struct stat	 st;
-	struct group	*gr;
-
-	control.admin_gid = (gid_t)-1;
-	strlcpy_(control.admin_name, "none", sizeof(control.admin_name));
-	if (stat(path, &st) == -1) {
-		log_warn("control: stat %s", path);
-		return;
-	}
-	control.admin_gid = st.st_gid;
-	if (group != NULL && *group != '\0')
-		strlcpy_(control.admin_name, group, sizeof(control.admin_name));
-	else if ((gr = getgrgid(st.st_gid)) != NULL)
-		strlcpy_(control.admin_name, gr->gr_name,
-		    sizeof(control.admin_name));
-	else
-		snprintf(control.admin_name, sizeof(control.admin_name),
-		    "gid %ld", (long)st.st_gid);
-}
-
-/* Whether a peer may use the clients kept in reserve: root, or our user. */
-static int
-control_privileged(uid_t uid)
-{
-	return (uid == 0 || uid == geteuid());
-}
-
-/*
- * The peer's credentials as the kernel took them at connect(2): uid, gid
- * and pid (SO_PEERCRED) and the supplementary groups (SO_PEERGROUPS).
- * Unknown credentials are (uid_t)-1 and no group: they grant nothing.
- */
-static void
-control_peer_get(int s, struct control_peer *p)
-{
-	struct ucred	uc;
-	gid_t		small[64];
-	socklen_t	len = sizeof(uc);
-
-	memset(p, 0, sizeof(*p));
-	p->uid = (uid_t)-1;
-	p->gid = (gid_t)-1;
-	p->pid = -1;
-	if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &uc, &len) == -1 ||
-	    len != sizeof(uc))
-		return;
-	p->uid = uc.uid;
-	p->gid = uc.gid;
-	p->pid = uc.pid;
-
-	len = sizeof(small);
-	if (getsockopt(s, SOL_SOCKET, SO_PEERGROUPS, small, &len) == 0) {
-		if (len == 0)
-			return;
-		p->groups = xmalloc(len);
-		memcpy(p->groups, small, len);
-	} else {
-		/* ERANGE: len is the size needed. */
-		if (errno != ERANGE || len == 0 ||
-		    len > CONTROL_GROUPS_MAX * sizeof(gid_t)) {
-			log_debug("control: uid %ld pid %ld: SO_PEERGROUPS: %s",
-			    (long)p->uid, (long)p->pid, strerror(errno));
-			return;
-		}
-		p->groups = xmalloc(len);
-		if (getsockopt(s, SOL_SOCKET, SO_PEERGROUPS, p->groups,
-		    &len) == -1) {
-			free(p->groups);
-			p->groups = NULL;
-			return;
-		}
-	}
-	p->ngroups = (int)(len / sizeof(gid_t));
-}
-
-/* Whether the peer had gid g, as its group or a supplementary one. */
-static int
-control_in_group(const struct control_peer *p, gid_t g)
-{
-	int i;
-
-	if (g == (gid_t)-1)
-		return (0);
-	if (p->gid == g)
-		return (1);
-	for (i = 0; i < p->ngroups; i++) {
-		if (p->groups[i] == g)
-			return (1);
-	}
-	return (0);
-}
-
-/*
- * What the peer may do now: everything (root, our own user, the control
- * group), read (status_group of the running configuration), or nothing.
- */
-static enum control_access
-control_access(const struct control_peer *p)
-{
-	if (p->uid == (uid_t)-1)
-		return (CONTROL_DENY);
-	if (control_privileged(p->uid) ||
-	    control_in_group(p, control.admin_gid))
-		return (CONTROL_ALL);
-	if (td->conf->status_group != NULL &&
-	    control_in_group(p, td->conf->status_gid))
-		return (CONTROL_READ);
-	return (CONTROL_DENY);
-}
-
-/*
- * A peer that may do nothing (the socket is 0666 for status_group): tell
- * it why, close, and log it. It never takes a client slot.
- */
-static void
-control_deny_connect(int s, struct control_peer *p)
-{
-	const char	*sg = td->conf->status_group;
-	char		 why[256], msg[CONTROL_MSG_MAX];
-
-	if (sg != NULL)
-		snprintf(why, sizeof(why), "in neither the control group (%s) "
-		    "nor status_group (%s)", control.admin_name, sg);
-	else
-		snprintf(why, sizeof(why), "not in the control group (%s)",
-		    control.admin_name);
-	snprintf(msg, sizeof(msg), "%s %d permission denied: uid %ld is %s\n",
-	    CTL_END, CTL_EXIT_UNREACHABLE, (long)p->uid, why);
-	if (send(s, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT) == -1)
-		log_debug("control: send: %s", strerror(errno));
-	close(s);
-	logrl_log(&control.rl_connect, LOGL_WARNING, "refused connections",
-	    "control: uid %ld pid %ld: permission denied: %s; connection "
-	    "closed", (long)p->uid, (long)p->pid, why);
-	free(p->groups);
-	p->groups = NULL;
-}
-
-/*
  * Accept new clients, pausing for a second when out of descriptors. A
  * peer that may do nothing is refused at once. Past the limit a client is
  * told why and closed; root gets in up to the reserve above it.
@@ -532,11 +335,11 @@ control_accept_cb(int fd, short what, void *arg)
 		}
 		control_peer_get(s, &p);
 		if (control_access(&p) == CONTROL_DENY) {
-			control_deny_connect(s, &p);
+			control_access_refuse(s, &p);
 			continue;
 		}
 		limit = CONTROL_CLIENTS_MAX;
-		if (control_privileged(p.uid))
+		if (control_access_privileged(p.uid))
 			limit += CONTROL_CLIENTS_RESERVE;
 		if (control.nclients >= limit) {
 			if (send(s, full, sizeof(full) - 1,
@@ -781,6 +584,7 @@ control_request(struct control_client *c, const char *line, size_t len)
 	struct ctl_request		*req;
 	struct timeval			 tv = { CONTROL_IDLE, 0 };
 	char				 err[512], what[CTL_LINE_MAX + 1];
+	char				 msg[CONTROL_MSG_MAX];
 	size_t				 i;
 
 	evtimer_add(c->ev_idle, &tv);
@@ -815,7 +619,9 @@ control_request(struct control_client *c, const char *line, size_t len)
 	what[strcspn(what, "\n")] = '\0';
 
 	/* Who may do what: decided again for every request. */
-	if (control_deny_request(c, req, what + strlen(CTL_PROTO_WORD) + 1)) {
+	if (control_access_check(&c->peer, req->verb,
+	    what + strlen(CTL_PROTO_WORD) + 1, msg, sizeof(msg))) {
+		control_end(c, CTL_EXIT_UNREACHABLE, "%s", msg);
 		free(req);
 		return;
 	}
@@ -828,50 +634,6 @@ control_request(struct control_client *c, const char *line, size_t len)
 
 	if (h->fn(c, req) == 0)
 		free(req);
-}
-
-/*
- * Refuse a request the peer may not make (what: the request, for the
- * log): 1 when refused and answered, 0 when it may go on. A member of
- * status_group may use the verbs that only read.
- */
-static int
-control_deny_request(struct control_client *c, struct ctl_request *req,
-    const char *what)
-{
-	enum control_access	 a = control_access(&c->peer);
-	char			 verbs[256];
-	size_t			 off = 0;
-	int			 i, n;
-
-	if (a == CONTROL_ALL || (a == CONTROL_READ &&
-	    !(ctl_verbs[req->verb].flags & CTL_F_MUTATING)))
-		return (0);
-	logrl_log(&control.rl_request, LOGL_WARNING, "refused requests",
-	    "control: uid %ld pid %ld: permission denied: %s", (long)c->uid,
-	    (long)c->pid, what);
-	if (a == CONTROL_DENY) {
-		/* status_group was removed by a reload since it connected. */
-		control_end(c, CTL_EXIT_UNREACHABLE, "permission denied: uid "
-		    "%ld is not in the control group (%s)", (long)c->uid,
-		    control.admin_name);
-		return (1);
-	}
-	verbs[0] = '\0';
-	for (i = 0; i < CTL_NVERBS; i++) {
-		if (ctl_verbs[i].flags & CTL_F_MUTATING)
-			continue;
-		n = snprintf(verbs + off, sizeof(verbs) - off, "%s%s",
-		    off > 0 ? ", " : "", ctl_verbs[i].name);
-		if (n < 0 || (size_t)n >= sizeof(verbs) - off)
-			break;
-		off += (size_t)n;
-	}
-	control_end(c, CTL_EXIT_UNREACHABLE, "permission denied: \"%s\" "
-	    "changes tunneld, and uid %ld is not in the control group (%s); "
-	    "status_group (%s) may only use %s", ctl_verbs[req->verb].name,
-	    (long)c->uid, control.admin_name, td->conf->status_group, verbs);
-	return (1);
 }
 
 /* Queue one body line; control characters become spaces. */

@@ -704,6 +704,33 @@ int	 window_topup(struct chan *, void *, size_t);
 void	 window_release(struct chan *);
 void	 window_set_budget(uint64_t);
 
+/* What a peer may do. */
+enum control_access {
+	CONTROL_DENY,
+	CONTROL_READ,		/* status_group: the verbs that only read */
+	CONTROL_ALL,
+};
+
+/* Who is at the other end, as the kernel saw it at connect(2). */
+struct control_peer {
+	uid_t			 uid;		/* (uid_t)-1: unknown */
+	gid_t			 gid;
+	pid_t			 pid;
+	gid_t			*groups;	/* supplementary; owned */
+	int			 ngroups;
+};
+
+/* control_access.c */
+mode_t	 control_access_mode(void);
+void	 control_access_group(const char *, const char *);
+int	 control_access_privileged(uid_t);
+void	 control_peer_get(int, struct control_peer *);
+enum control_access control_access(const struct control_peer *);
+void	 control_access_refuse(int, struct control_peer *);
+int	 control_access_check(const struct control_peer *, int, const char *,
+	    char *, size_t);
+void	 control_access_free(void);
+
 /* control.c */
 int	 control_init(const char *, const char *);
 void	 control_shutdown(void);
