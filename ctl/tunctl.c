@@ -56,6 +56,7 @@ tunctl_usage(FILE *f)
 "  reload                     re-read the configuration\n"
 "  wait NAME... [--timeout S] block until the tunnels are up (default %d s)\n"
 "  check [FILE]               check a configuration file; needs no daemon\n"
+"  metrics                    the Prometheus text exposition of every counter\n"
 "  version\n"
 "The socket is -s SOCKET, else $TUNCTL_SOCKET, else %s.\n"
 "Exit: 0 done, 1 refused, 2 usage error, 3 tunneld unreachable,\n"

@@ -1,6 +1,7 @@
 /*
  * conf_daemon.c: the daemon block of tunnels.conf: the control socket and
- * who may use it (control_group, status_group), the log level.
+ * who may use it (control_group, status_group), the metrics listener, the
+ * log level.
  */
 #include <sys/types.h>
 
@@ -13,10 +14,35 @@
 #include "tunneld.h"
 
 #define ALLOWED_DAEMON	"control_socket, control_group, status_group, " \
-			"log_level"
+			"metrics_listen, log_level"
+#define METRICS_FORMS	"\"\" for none, PORT, ADDR:PORT, [IPV6]:PORT or *:PORT"
 
 static void	 conf_status_group(struct conf_ctx *,
 		    const config_setting_t *, const char *, struct conf *);
+static void	 conf_metrics_listen(struct conf_ctx *,
+		    const config_setting_t *, const char *, struct endpoint *);
+
+/*
+ * metrics_listen: "" for none, else a TCP endpoint to bind the Prometheus
+ * responder on, in the forms of a tunnel's listen (the address is never
+ * looked up: endpoint_parse() takes only *, localhost and IP addresses).
+ */
+static void
+conf_metrics_listen(struct conf_ctx *cx, const config_setting_t *s,
+    const char *name, struct endpoint *ep)
+{
+	const char	*v;
+	char		 err[ERR_MAXLEN];
+
+	memset(ep, 0, sizeof(*ep));
+	if ((v = conf_string(cx, s, name, METRICS_FORMS)) == NULL || *v == '\0')
+		return;
+	if (endpoint_parse(v, EP_LISTEN | EP_NO_UNIX, ep, err,
+	    sizeof(err)) == -1) {
+		conf_err(cx, s, name, "%s", err);
+		memset(ep, 0, sizeof(*ep));
+	}
+}
 
 /*
  * status_group: "" for none, else a group that must exist now; its gid is
@@ -75,6 +101,8 @@ conf_daemon(struct conf_ctx *cx, const config_setting_t *g, struct conf *conf)
 			}
 		} else if (strcmp(name, "status_group") == 0)
 			conf_status_group(cx, s, name, conf);
+		else if (strcmp(name, "metrics_listen") == 0)
+			conf_metrics_listen(cx, s, name, &conf->metrics_listen);
 		else if (strcmp(name, "log_level") == 0)
 			conf_log_level(cx, s, name, &conf->log_level);
 		else

@@ -101,6 +101,8 @@ static void	control_wait_finish(struct control_client *, int);
 static int	control_reload(struct control_client *, struct ctl_request *);
 static int	control_version(struct control_client *,
 		    struct ctl_request *);
+static int	control_metrics(struct control_client *,
+		    struct ctl_request *);
 
 /* The verb -> handler table; ctlp_parse() checked the request before. */
 static const struct control_handler control_handlers[] = {
@@ -112,6 +114,7 @@ static const struct control_handler control_handlers[] = {
 	{ CTL_WAIT,	control_wait },
 	{ CTL_RELOAD,	control_reload },
 	{ CTL_VERSION,	control_version },
+	{ CTL_METRICS,	control_metrics },
 };
 
 static struct {
@@ -931,6 +934,22 @@ control_version(struct control_client *c, struct ctl_request *req)
 {
 	(void)req;
 	control_line(c, "tunneld %s", TUNNELD_VERSION);
+	control_end(c, CTL_EXIT_OK, NULL);
+	return (0);
+}
+
+/* metrics: the Prometheus text exposition (metrics.c). */
+static int
+control_metrics(struct control_client *c, struct ctl_request *req)
+{
+	struct evbuffer	*b;
+
+	(void)req;
+	if ((b = evbuffer_new()) == NULL)
+		fatalx("control: evbuffer_new");
+	metrics_render(b);
+	control_body(c, b);
+	evbuffer_free(b);
 	control_end(c, CTL_EXIT_OK, NULL);
 	return (0);
 }

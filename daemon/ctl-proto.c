@@ -42,6 +42,7 @@ const struct ctl_verb ctl_verbs[CTL_NVERBS] = {
 			  "NAME... [--timeout=S]" },
 	[CTL_RELOAD] =	{ "reload", 0, 0, CTL_F_MUTATING, "" },
 	[CTL_VERSION] =	{ "version", 0, 0, 0, "" },
+	[CTL_METRICS] =	{ "metrics", 0, 0, 0, "" },
 };
 
 /* Write a message into err and return -1. */

@@ -52,6 +52,7 @@ enum ctl_verb_id {
 	CTL_WAIT,
 	CTL_RELOAD,
 	CTL_VERSION,
+	CTL_METRICS,
 	CTL_NVERBS
 };
 

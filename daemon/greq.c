@@ -154,6 +154,7 @@ greq_done(struct link *l, struct greq *g, int rc, int bound)
 	switch (g->type) {
 	case GREQ_KEEPALIVE:
 		l->rtt_us = (long)((monotime() - l->greq_sent) * 1e6);
+		metrics_rtt_observe(&l->stats, l->rtt_us / 1e6);
 		log_debug("link %s: keepalive answered in %ld us",
 		    l->hc->name, l->rtt_us);
 		break;

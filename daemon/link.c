@@ -544,6 +544,7 @@ link_vfail(struct link *l, int permanent, const char *fmt, va_list ap)
 	char msg[ERR_MAXLEN];
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
+	l->stats.failures++;
 	if (l->hop_error[0] != '\0') {
 		/* The jump host's refusal says more than what followed. */
 		strlcpy_(msg, l->hop_error, sizeof(msg));
@@ -647,6 +648,7 @@ link_established(struct link *l)
 	l->ka_rx_mark = l->pktc.in_packets;
 	l->ka_missed = 0;
 	l->rtt_us = -1;
+	l->stats.ups++;
 	if (l->hc->keepalive_interval > 0) {
 		tv.tv_sec = l->hc->keepalive_interval;
 		tv.tv_usec = 0;

@@ -308,6 +308,7 @@ main(int argc, char *argv[])
 	evsignal_add(ev_hup, NULL);
 
 	notify_init();
+	metrics_http_start(&td->conf->metrics_listen);
 	tunneld_start();
 	sdfds_leftovers();
 	log_info("started, %d tunnels, control socket %s",
@@ -318,6 +319,7 @@ main(int argc, char *argv[])
 	event_base_dispatch(td->base);
 
 	tunneld_stop();
+	metrics_http_stop();
 	sdfds_free();
 	notify_free();
 	event_free(ev_term);

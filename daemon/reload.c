@@ -456,6 +456,8 @@ reload_run(char **errors, char *summary, size_t len)
 	memset(&rep, 0, sizeof(rep));
 	td->conf = nc;
 	reload_daemon(oc, nc, note, sizeof(note));
+	metrics_http_reconf(&nc->metrics_listen, note + strlen(note),
+	    sizeof(note) - strlen(note));
 	reload_apply(nc, &rep);
 	sdfds_leftovers();
 	conf_free(oc);

@@ -140,6 +140,7 @@ struct conf {
 	char			*control_group;	/* NULL: no group change */
 	char			*status_group;	/* read-only; NULL: none */
 	gid_t			 status_gid;	/* status_group's, at load */
+	struct endpoint		 metrics_listen;	/* port 0: none */
 	enum log_level		 log_level;
 	struct host_conf	*hosts;
 	int			 nhosts;
@@ -199,6 +200,20 @@ enum link_phase {
 
 TAILQ_HEAD(fwdlist, fwd);
 
+/*
+ * A link's counters for the metrics (metrics.c): the keepalive round
+ * trips as a histogram (a count per bucket, not cumulative; the last one
+ * is +Inf), how often it came up and how often it failed.
+ */
+#define METRICS_RTT_BUCKETS	16
+struct link_stats {
+	uint64_t		 ups;		/* sessions that came up */
+	uint64_t		 failures;	/* attempts failed, sessions lost */
+	uint64_t		 rtt_count;
+	double			 rtt_sum;	/* seconds */
+	uint64_t		 rtt_bucket[METRICS_RTT_BUCKETS];
+};
+
 /* One SSH session to one host, shared by every tunnel via that host. */
 struct link {
 	TAILQ_ENTRY(link)	 entry;		/* on td->links */
@@ -217,6 +232,7 @@ struct link {
 	time_t			 last_error_time;	/* wall clock, 0: unknown */
 	double			 last_error_mono;
 	int			 dead;		/* on td->dead_links */
+	struct link_stats	 stats;		/* for the metrics */
 
 	/* Connecting. */
 	struct dial		*dial;		/* resolving and connecting */
@@ -772,6 +788,18 @@ void	 control_show_wait_msg(struct control_msg *,
 
 /* main.c */
 void	 tunneld_reap_soon(void);
+
+/* metrics.c */
+void	 metrics_render(struct evbuffer *);
+void	 metrics_rtt_observe(struct link_stats *, double);
+void	 metrics_label_value(struct evbuffer *, const char *);
+
+/* metrics_http.c */
+int	 metrics_http_parse(const char *, size_t, int *);
+void	 metrics_http_start(const struct endpoint *);
+void	 metrics_http_reconf(const struct endpoint *, char *, size_t);
+void	 metrics_http_stop(void);
+void	 metrics_http_render(struct evbuffer *);
 
 /* notify.c */
 void	 notify_init(void);

@@ -15,13 +15,15 @@ set -e
 # section. cmake, libssl-dev, zlib1g-dev, patch, xz-utils: make
 # LIBSSH=patched (scripts/libssh-patched.sh builds Debian's libssh source,
 # fetched with apt-get source, with third_party/libssh/patches); strace:
-# bench/libssh_bench.py profile.
+# bench/libssh_bench.py profile. prometheus: promtool, which
+# tests/e2e/test_metrics.py runs on tunneld's metrics (the package's
+# service is kept down by policy-rc.d, below).
 PKGS="build-essential pkg-config clang libssh-dev libevent-dev libconfig-dev
 libsystemd-dev libcmocka-dev openssh-server openssh-client socat
 netcat-openbsd curl python3-pytest iproute2 procps autossh
 systemd systemd-container dropbear-bin
 debhelper dpkg-dev lintian util-linux nftables
-cmake libssl-dev zlib1g-dev patch xz-utils strace"
+cmake libssl-dev zlib1g-dev patch xz-utils strace prometheus"
 
 missing=""
 for p in $PKGS; do
