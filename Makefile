@@ -42,13 +42,14 @@ DAEMON_SRCS = daemon/main.c daemon/conf.c daemon/conf_daemon.c daemon/conf_value
 	      daemon/chan.c daemon/window.c daemon/chan_connect.c daemon/chan_socks.c daemon/socks.c daemon/fwd.c daemon/fwd_local.c daemon/fwd_remote.c daemon/control.c daemon/control_access.c daemon/control_sock.c daemon/control_show.c daemon/reload.c daemon/notify.c daemon/sdfds.c daemon/ctl-proto.c daemon/metrics.c daemon/metrics_http.c \
 	      daemon/log.c daemon/logrl.c daemon/util.c
 CTL_SRCS    = ctl/tunctl.c daemon/ctl-proto.c daemon/conf.c daemon/conf_daemon.c daemon/conf_value.c daemon/log.c daemon/util.c
-UNIT_TESTS  = test_conf test_util test_control test_socks test_dial test_log
+UNIT_TESTS  = test_conf test_util test_control test_socks test_dial test_log test_metrics
 UNIT_SRCS_test_conf    = tests/unit/test_conf.c daemon/conf.c daemon/conf_daemon.c daemon/conf_value.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_util    = tests/unit/test_util.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_control = tests/unit/test_control.c daemon/control_show.c daemon/ctl-proto.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_socks   = tests/unit/test_socks.c daemon/socks.c
 UNIT_SRCS_test_dial    = tests/unit/test_dial.c daemon/dial.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_log     = tests/unit/test_log.c daemon/log.c daemon/util.c
+UNIT_SRCS_test_metrics = tests/unit/test_metrics.c daemon/metrics.c daemon/metrics_http.c daemon/log.c daemon/util.c
 # test_dial stands in for connect() to simulate addresses that never answer.
 UNIT_LDFLAGS_test_dial = -Wl,--wrap=connect
 

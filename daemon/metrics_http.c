@@ -8,7 +8,8 @@
  *
  * It runs in the loop and nothing a client does can stall it or make it
  * use memory without bound:
- * - a client's request is read into a fixed METRICS_REQ_MAX buffer;
+ * - a client's request is read into a buffer of at most METRICS_REQ_MAX
+ *   bytes (an idle connection costs no more than its struct);
  * - a client has METRICS_READ_SECS to send its whole request, then
  *   METRICS_WRITE_SECS to take the answer, then is closed;
  * - at most METRICS_CLIENTS_MAX clients are held; one more evicts the
@@ -69,11 +70,10 @@ struct mclient {
 	struct event		*ev_read;
 	struct event		*ev_write;
 	struct event		*ev_timer;	/* the phase's deadline */
+	struct evbuffer		*in;		/* the request, < METRICS_REQ_MAX */
 	struct evbuffer		*out;		/* the answer, not yet sent */
-	size_t			 len;		/* bytes in req */
 	size_t			 lingered;	/* bytes dropped after the answer */
 	int			 dead;
-	char			 req[METRICS_REQ_MAX];
 };
 TAILQ_HEAD(mclients, mclient);
 
@@ -513,7 +513,9 @@ metrics_http_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	c->ev_write = event_new(td->base, fd, EV_WRITE | EV_PERSIST,
 	    mclient_write_cb, c);
 	c->ev_timer = evtimer_new(td->base, mclient_timer_cb, c);
-	if (c->ev_read == NULL || c->ev_write == NULL || c->ev_timer == NULL)
+	c->in = evbuffer_new();
+	if (c->ev_read == NULL || c->ev_write == NULL || c->ev_timer == NULL ||
+	    c->in == NULL)
 		fatalx("metrics: out of memory");
 	TAILQ_INSERT_TAIL(&mh.clients, c, entry);
 	mh.nclients++;
@@ -579,6 +581,7 @@ mclient_free(struct mclient *c)
 	event_free(c->ev_read);
 	event_free(c->ev_write);
 	event_free(c->ev_timer);
+	evbuffer_free(c->in);
 	free(c);
 }
 
@@ -596,9 +599,10 @@ static void
 mclient_read_cb(int fd, short what, void *arg)
 {
 	struct mclient	*c = arg;
+	const char	*req;
 	char		 drop[4096];
 	ssize_t		 n;
-	size_t		 old;
+	size_t		 old, len, from;
 	int		 code, head;
 
 	(void)what;
@@ -611,26 +615,26 @@ mclient_read_cb(int fd, short what, void *arg)
 		mclient_kill(c);
 		return;
 	}
-	old = c->len;
-	n = read(fd, c->req + c->len, sizeof(c->req) - c->len);
+	old = evbuffer_get_length(c->in);
+	n = evbuffer_read(c->in, fd, (int)(METRICS_REQ_MAX - old));
 	if (n == -1 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
 		mclient_kill(c);	/* gone before its request was whole */
 		return;
 	}
-	c->len += (size_t)n;
+	len = evbuffer_get_length(c->in);
+	req = (const char *)evbuffer_pullup(c->in, -1);
 	/*
 	 * Parse only when the head may be complete or the buffer is full, or
 	 * to refuse a bad method early: a slow client costs no reparsing.
 	 */
-	if (old > METRICS_METHOD_MAX && c->len < sizeof(c->req) &&
-	    memmem(c->req + (old > 3 ? old - 3 : 0), c->len - (old > 3 ?
-	    old - 3 : 0), "\n\n", 2) == NULL &&
-	    memmem(c->req + (old > 3 ? old - 3 : 0), c->len - (old > 3 ?
-	    old - 3 : 0), "\n\r\n", 3) == NULL)
+	from = old > 3 ? old - 3 : 0;
+	if (old > METRICS_METHOD_MAX && len < METRICS_REQ_MAX &&
+	    memmem(req + from, len - from, "\n\n", 2) == NULL &&
+	    memmem(req + from, len - from, "\n\r\n", 3) == NULL)
 		return;
-	if ((code = metrics_http_parse(c->req, c->len, &head)) == 0)
+	if ((code = metrics_http_parse(req, len, &head)) == 0)
 		return;
 	mclient_answer(c, code, head);
 }

@@ -125,10 +125,13 @@ def test_roles(people, env):
     # Readers: supplementary and primary members of status_group.
     for reader in (READER, READER1):
         for args in (("status",), ("links",), ("version",),
-                     ("--json", "status", "t")):
+                     ("--json", "status", "t"), ("metrics",)):
             code, out, err, _ = as_user(reader, d.sock, *args)
             assert code in (0, 4), (reader, args, code, out, err)
             assert "permission" not in err
+        code, out, err, _ = as_user(reader, d.sock, "metrics")
+        assert code == 0 and 'tunneld_tunnel_state{tunnel="t",' in out, \
+            (reader, code, out, err)
         code, out, err, _ = as_user(reader, d.sock, "wait", "t",
                                     "--timeout", "0")
         assert code == 4, (reader, code, out, err)   # read, and not up
@@ -148,7 +151,7 @@ def test_roles(people, env):
         assert state(d) == before, "a refused request changed the tunnel"
 
     # The outsider cannot use anything, not even status.
-    for args in (("status",), ("version",), ("down", "t")):
+    for args in (("status",), ("version",), ("metrics",), ("down", "t")):
         t0 = time.time()
         code, out, err, pid = as_user(OUTSIDER, d.sock, *args)
         assert code == 3, (args, code, out, err)

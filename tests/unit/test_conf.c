@@ -840,7 +840,8 @@ test_daemon(void **state)
 	    "t.conf:4: daemon: log_level: \"loud\" is not one of error, "
 	    "warning, notice, info, debug\n"
 	    "t.conf:5: daemon: unknown setting \"pidfile\" (allowed: "
-	    "control_socket, control_group, status_group, log_level)\n");
+	    "control_socket, control_group, status_group, metrics_listen, "
+	    "log_level)\n");
 	expect_errors(
 	    "daemon: {\n"
 	    "  control_socket = \"/run/tunneld/\";\n"
@@ -874,6 +875,66 @@ test_daemon(void **state)
 	snprintf(text, sizeof(text), "daemon: { control_socket = \"/%0106d\"; "
 	    "};\n", 0);
 	conf_free(expect_ok(text));
+}
+
+/* metrics_listen: none by default, "" for none, a TCP listen endpoint. */
+static void
+test_metrics_listen(void **state)
+{
+	struct conf	*conf;
+	static const struct {
+		const char	*text;
+		const char	*host;
+		int		 port;
+	} ok[] = {
+		{ "", "", 0 },
+		{ "9469", "", 9469 },
+		{ "127.0.0.1:9469", "127.0.0.1", 9469 },
+		{ "[::1]:9100", "::1", 9100 },
+		{ "*:80", "*", 80 },
+		{ "localhost:9469", "localhost", 9469 },
+	};
+	char		 text[256];
+	size_t		 i;
+
+	(void)state;
+	conf = expect_ok("daemon: { log_level = \"info\"; };");
+	assert_int_equal(conf->metrics_listen.port, 0);
+	conf_free(conf);
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		snprintf(text, sizeof(text), "daemon: { metrics_listen = "
+		    "\"%s\"; };", ok[i].text);
+		conf = expect_ok(text);
+		assert_string_equal(conf->metrics_listen.host, ok[i].host);
+		assert_int_equal(conf->metrics_listen.port, ok[i].port);
+		assert_int_equal(conf->metrics_listen.is_unix, 0);
+		conf_free(conf);
+	}
+	expect_errors(
+	    "daemon: {\n"
+	    "  metrics_listen = \"prometheus.example:9469\";\n"
+	    "};\n",
+	    "t.conf:2: daemon: metrics_listen: \"prometheus.example\" is not "
+	    "a valid listen address (use *, localhost, an IPv4 address or "
+	    "[IPV6]; a listen address is never looked up in DNS)\n");
+	expect_errors(
+	    "daemon: {\n"
+	    "  metrics_listen = \"/run/tunneld/metrics.sock\";\n"
+	    "};\n",
+	    "t.conf:2: daemon: metrics_listen: UNIX socket paths are not "
+	    "allowed here (use PORT, ADDR:PORT, [IPV6]:PORT or *:PORT)\n");
+	expect_errors(
+	    "daemon: {\n"
+	    "  metrics_listen = 9469;\n"
+	    "};\n",
+	    "t.conf:2: daemon: metrics_listen: must be a string (\"\" for none, "
+	    "PORT, ADDR:PORT, [IPV6]:PORT or *:PORT)\n");
+	expect_errors(
+	    "daemon: {\n"
+	    "  metrics_listen = \"127.0.0.1:0\";\n"
+	    "};\n",
+	    "t.conf:2: daemon: metrics_listen: port 0 is out of range "
+	    "1-65535\n");
 }
 
 /* Every host setting out of its range, each on its own line. */
@@ -1985,6 +2046,7 @@ main(void)
 		cmocka_unit_test(test_version),
 		cmocka_unit_test(test_top_level),
 		cmocka_unit_test(test_daemon),
+		cmocka_unit_test(test_metrics_listen),
 		cmocka_unit_test(test_host_values),
 		cmocka_unit_test(test_host_types),
 		cmocka_unit_test(test_host_key_policy),

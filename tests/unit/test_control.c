@@ -159,9 +159,9 @@ static const struct reject_case rejects[] = {
 	{ "tunneld/20 status", "protocol \"tunneld/20\" not supported" },
 	{ "TUNNELD/1 status", "a request starts with the protocol word" },
 	{ "tunneld/2", "missing verb after \"tunneld/2\" (known: status, "
-	  "links, up, down, restart, wait, reload, version)" },
+	  "links, up, down, restart, wait, reload, version, metrics)" },
 	{ "tunneld/2 stauts", "unknown verb \"stauts\" (known: status, "
-	  "links, up, down, restart, wait, reload, version)" },
+	  "links, up, down, restart, wait, reload, version, metrics)" },
 	{ "tunneld/2 STATUS", "unknown verb \"STATUS\"" },
 	{ "tunneld/2 check", "unknown verb \"check\"" },
 	/* Argument counts. */
@@ -595,9 +595,10 @@ test_verbs(void **state)
 	assert_true(ctl_verbs[CTL_RELOAD].flags & CTL_F_MUTATING);
 	assert_false(ctl_verbs[CTL_STATUS].flags & CTL_F_MUTATING);
 	assert_false(ctl_verbs[CTL_WAIT].flags & CTL_F_MUTATING);
+	assert_false(ctl_verbs[CTL_METRICS].flags & CTL_F_MUTATING);
 	ctlp_verb_list(list, sizeof(list));
 	assert_string_equal(list,
-	    "status, links, up, down, restart, wait, reload, version");
+	    "status, links, up, down, restart, wait, reload, version, metrics");
 	ctlp_verb_list(list, 10);
 	assert_true(strlen(list) < 10);
 }
