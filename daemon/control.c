@@ -938,18 +938,28 @@ control_version(struct control_client *c, struct ctl_request *req)
 	return (0);
 }
 
-/* metrics: the Prometheus text exposition (metrics.c). */
+/*
+ * metrics: the Prometheus text exposition (metrics.c); refused, rather than
+ * dropped unanswered, when it would pass the unread-output limit.
+ */
 static int
 control_metrics(struct control_client *c, struct ctl_request *req)
 {
 	struct evbuffer	*b;
+	size_t		 n;
 
 	(void)req;
 	if ((b = evbuffer_new()) == NULL)
 		fatalx("control: evbuffer_new");
 	metrics_render(b);
-	control_body(c, b);
+	if ((n = evbuffer_get_length(b)) > CONTROL_OUT_MAX - CONTROL_MSG_MAX)
+		control_end(c, CTL_EXIT_REFUSED, "the metrics are %zu bytes, "
+		    "more than a control reply may hold (%d); use GET /metrics "
+		    "(daemon.metrics_listen)", n, CONTROL_OUT_MAX);
+	else {
+		control_body(c, b);
+		control_end(c, CTL_EXIT_OK, NULL);
+	}
 	evbuffer_free(b);
-	control_end(c, CTL_EXIT_OK, NULL);
 	return (0);
 }

@@ -417,3 +417,113 @@ def test_reload_and_check(env, tdir):
         assert "%s:%d: daemon: metrics_listen: " % (p, line) in r.stderr \
             and why in r.stderr, (bad, r.stderr)
     log_event(d.log, r"^reload: metrics", timeout=5)
+
+
+def test_busy_port_and_big_exposition(env):
+    """A metrics port held by someone else does not stop the daemon: it is
+    bound once free (tried every 10 s). 2,000 tunnels make an exposition
+    past the control socket's 1 MiB reply limit: tunctl metrics is refused
+    with a message that says where to look, GET /metrics serves it and
+    promtool passes it."""
+    mport = free_port()
+    tunnels = [local("t%04d" % i, tcp_listen(20000 + i), "127.0.0.1:9",
+                     via="nowhere", enabled=False) for i in range(2000)]
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("127.0.0.1", mport))
+        busy.listen(1)
+        path = env.path("tunnels.conf")
+        with open(path, "w") as f:
+            f.write(with_metrics(env.conf_text(tunnels, hosts=nowhere()),
+                                 tcp_listen(mport)))
+        d = Tunneld(path, env.sock, env.path("tunneld1.log"))
+        env.daemons.append(d)
+        t0 = time.time()
+        d.start()
+        log_event(d.log, r"^metrics: listen 127.0.0.1:%d: Address already "
+                  r"in use; trying again every 10 s" % mport, after=t0 - 1,
+                  timeout=5)
+        assert d.tunctl("status", "t0000")[0] == 4     # running, down
+    t1 = time.time()
+    log_event(d.log, r"^metrics: listening on 127.0.0.1:%d" % mport,
+              after=t1 - 1, timeout=10 + 2 * SLACK)
+    note("metrics: a busy port was bound %.1f s after it was freed" %
+         (time.time() - t1))
+
+    code, out, err = d.tunctl("metrics")
+    assert code == 1 and out == "", (code, out[:200], err)
+    assert re.search(r"the metrics are \d+ bytes, more than a control reply "
+                     r"may hold \(1048576\); use GET /metrics "
+                     r"\(daemon.metrics_listen\)", err), err
+    body = get_metrics(mport)
+    assert len(body) > 1 << 20, len(body)
+    m = parse(body)
+    assert val(m, "tunneld_tunnel_state", tunnel="t1999", state="down") == 1
+    promtool(body, "GET /metrics, 2,000 tunnels")
+    note("metrics: 2,000 tunnels: %d bytes" % len(body))
+
+
+def test_docs_promql():
+    """Every PromQL expression of docs/metrics.md and of the Grafana
+    dashboard parses (promtool check rules) and names only series the
+    daemon has."""
+    import json
+    import os
+    docs = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                        "..", "..", "docs")
+    with open(os.path.join(docs, "grafana-tunneld.json")) as f:
+        dash = json.load(f)
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    assert len(exprs) >= 10
+    infence, block = False, []
+    with open(os.path.join(docs, "metrics.md")) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line.startswith("```"):
+                if infence and block:
+                    cur = ""
+                    for b in block:
+                        if b.startswith("#") or not b.strip():
+                            continue
+                        b = b.split("   for:")[0]
+                        if b.startswith("  "):
+                            cur += " " + b.strip()
+                            continue
+                        if cur:
+                            exprs.append(cur)
+                        cur = b
+                    if cur:
+                        exprs.append(cur)
+                infence, block = not infence, []
+                continue
+            if infence:
+                block.append(line)
+    exprs = [e for e in exprs if "tunneld_" in e or e.startswith("up{")]
+    assert len(exprs) >= 25, exprs
+    rules = ["groups:", "- name: docs", "  rules:"]
+    for i, e in enumerate(exprs):
+        e = e.replace("$instance", ".*").replace("$__rate_interval", "5m")
+        rules += ["  - record: docs_%d" % i, "    expr: %s" % json.dumps(e)]
+        for name in re.findall(r"\b(tunneld_[a-z_]+)", e):
+            base = re.sub(r"_(bucket|sum|count)$", "", name) \
+                if "rtt_seconds_" in name else name
+            assert base in KNOWN, (name, e)
+    p = subprocess.run(["promtool", "check", "rules", "/dev/stdin"],
+                       input="\n".join(rules) + "\n", capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+
+
+# Every series name the daemon writes (checked against the docs above).
+KNOWN = {
+    "tunneld_tunnel_info", "tunneld_tunnel_state",
+    "tunneld_tunnel_state_since_seconds", "tunneld_tunnel_bytes_total",
+    "tunneld_tunnel_connections_active", "tunneld_tunnel_connections_total",
+    "tunneld_tunnel_connections_failed_total", "tunneld_link_info",
+    "tunneld_link_state", "tunneld_link_state_since_seconds",
+    "tunneld_link_up_since_seconds", "tunneld_link_retries",
+    "tunneld_link_reconnects_total", "tunneld_link_failures_total",
+    "tunneld_link_keepalive_rtt_seconds", "tunneld_build_info",
+    "tunneld_metrics_http_responses_total", "tunneld_metrics_http_clients",
+    "tunneld_metrics_http_closed_total",
+}
