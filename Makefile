@@ -123,18 +123,22 @@ unit: $(addprefix $(BA)/,$(UNIT_TESTS))
 FUZZ_CC		?= clang
 FUZZ_SECONDS	?= 60
 FUZZ_SMOKE_SECONDS ?= 20
-FUZZ_TARGETS	 = fuzz_socks fuzz_ctl fuzz_conf
+FUZZ_TARGETS	 = fuzz_socks fuzz_ctl fuzz_conf fuzz_metrics
 FUZZ_DEPS_fuzz_socks = tests/fuzz/fuzz_socks.c daemon/socks.c daemon/socks.h
 FUZZ_DEPS_fuzz_ctl = tests/fuzz/fuzz_ctl.c daemon/ctl-proto.c \
 		   daemon/util.c daemon/log.c daemon/ctl-proto.h daemon/tunneld.h
 FUZZ_DEPS_fuzz_conf = tests/fuzz/fuzz_conf.c daemon/conf.c daemon/conf_daemon.c \
 		   daemon/conf_value.c daemon/util.c daemon/log.c \
 		   daemon/tunneld.h
+FUZZ_DEPS_fuzz_metrics = tests/fuzz/fuzz_metrics.c daemon/metrics_http.c \
+		   daemon/util.c daemon/log.c daemon/tunneld.h
 FUZZ_LIBS_fuzz_ctl = $(PKG_LIBS) -lm
+FUZZ_LIBS_fuzz_metrics = $(PKG_LIBS) -lm
 FUZZ_LIBS_fuzz_conf = $(PKG_LIBS) -lm
 FUZZ_MAXLEN_fuzz_socks = 2048
 FUZZ_MAXLEN_fuzz_ctl = 8192
 FUZZ_MAXLEN_fuzz_conf = 8192
+FUZZ_MAXLEN_fuzz_metrics = 8192
 FUZZ_FLAGS	 = -O1 -g -fno-omit-frame-pointer \
 		   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 # Every run: bounded memory and time per input; a finding stops it.
