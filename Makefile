@@ -41,11 +41,14 @@ SAN_CFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 DAEMON_SRCS = daemon/main.c daemon/conf.c daemon/conf_daemon.c daemon/conf_value.c daemon/link.c daemon/dial.c daemon/jump.c daemon/handshake.c daemon/known_hosts.c daemon/agent.c daemon/greq.c daemon/sendq.c daemon/pump.c \
 	      daemon/chan.c daemon/window.c daemon/chan_connect.c daemon/chan_socks.c daemon/socks.c daemon/fwd.c daemon/fwd_local.c daemon/fwd_remote.c daemon/control.c daemon/control_access.c daemon/control_sock.c daemon/control_show.c daemon/reload.c daemon/notify.c daemon/sdfds.c daemon/ctl-proto.c daemon/metrics.c daemon/metrics_http.c \
 	      daemon/log.c daemon/logrl.c daemon/util.c
+DAEMON_SRCS += daemon/errclass.c
 CTL_SRCS    = ctl/tunctl.c daemon/ctl-proto.c daemon/conf.c daemon/conf_daemon.c daemon/conf_value.c daemon/log.c daemon/util.c
 UNIT_TESTS  = test_conf test_util test_control test_socks test_dial test_log test_metrics
+UNIT_TESTS += test_errclass
+UNIT_SRCS_test_errclass = tests/unit/test_errclass.c daemon/errclass.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_conf    = tests/unit/test_conf.c daemon/conf.c daemon/conf_daemon.c daemon/conf_value.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_util    = tests/unit/test_util.c daemon/log.c daemon/util.c
-UNIT_SRCS_test_control = tests/unit/test_control.c daemon/control_show.c daemon/ctl-proto.c daemon/log.c daemon/util.c
+UNIT_SRCS_test_control = tests/unit/test_control.c daemon/control_show.c daemon/ctl-proto.c daemon/log.c daemon/util.c daemon/errclass.c
 UNIT_SRCS_test_socks   = tests/unit/test_socks.c daemon/socks.c
 UNIT_SRCS_test_dial    = tests/unit/test_dial.c daemon/dial.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_log     = tests/unit/test_log.c daemon/log.c daemon/util.c

@@ -732,10 +732,14 @@ chan_pump(struct chan *c)
 				ep = f->tc->target;
 			endpoint_format(&ep, 0, tgt, sizeof(tgt));
 			f->conns_failed++;
-			ssh_open_failure(ssh_get_error(l->session), why,
+			rc = ssh_open_failure(ssh_get_error(l->session), why,
 			    sizeof(why));
-			fwd_note_error(f, "connect to %s from %s failed: %s",
-			    tgt, l->hc->name, why);
+			if (errclass_open_permanent(rc))
+				fwd_refused(f, "connect to %s from %s failed: "
+				    "%s", tgt, l->hc->name, why);
+			else
+				fwd_note_error(f, "connect to %s from %s "
+				    "failed: %s", tgt, l->hc->name, why);
 			if (c->socks != NULL)
 				chan_socks_opened(c, 0, why);
 			else
@@ -750,6 +754,8 @@ chan_pump(struct chan *c)
 		}
 		log_debug("tunnel %s: connection from %s open", f->tc->name,
 		    c->peer);
+		if (f->attn.on)
+			fwd_recovered(f);
 		if (c->socks != NULL)
 			chan_socks_opened(c, 1, NULL);
 		/* FALLTHROUGH */

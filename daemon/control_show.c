@@ -14,6 +14,10 @@
  * again. JSON has it as last_error with last_error_time and
  * last_error_seconds.
  *
+ * A link or tunnel that needs attention (a permanent failure, errclass.c)
+ * has "!" after its STATE in the table ("failed!"), and needs_attention
+ * true in JSON; a tunnel waiting for a link that needs it does too.
+ *
  * Also here, for the same verbs: which tunnels a request names, and the
  * messages of final lines that say which tunnels are not up and why.
  * Nothing in this file touches a client.
@@ -229,7 +233,8 @@ control_show_status_row(const struct fwd *f, char **cells, double now)
 		endpoint_format(&f->tc->target, 0, buf, sizeof(buf));
 		cells[4] = xstrdup(buf);
 	}
-	cells[5] = xstrdup(fwd_state_name(f->state));
+	xasprintf(&cells[5], "%s%s", fwd_state_name(f->state),
+	    errclass_fwd(f) ? "!" : "");
 	if (f->since_mono > 0)
 		format_duration(now - f->since_mono, since, sizeof(since));
 	else
@@ -295,8 +300,8 @@ control_show_status_json(struct evbuffer *b, const struct fwd *f, double now)
 	    f->last_error_mono, now);
 	evbuffer_add_printf(b, ",\"link_error\":");
 	control_show_json_str(b, control_show_link_error(f));
-	evbuffer_add_printf(b, ",\"enabled\":%s}",
-	    f->enabled ? "true" : "false");
+	evbuffer_add_printf(b, ",\"needs_attention\":%s,\"enabled\":%s}",
+	    errclass_fwd(f) ? "true" : "false", f->enabled ? "true" : "false");
 }
 
 /*
@@ -392,7 +397,8 @@ control_show_link_row(const struct link *l, char **row, double now)
 	row[0] = xstrdup(l->hc->name);
 	control_show_link_address(l, buf, sizeof(buf));
 	row[1] = xstrdup(buf);
-	row[2] = xstrdup(link_state_name(l->state));
+	xasprintf(&row[2], "%s%s", link_state_name(l->state),
+	    l->attn.on ? "!" : "");
 	if (l->since_mono > 0)
 		format_duration(now - l->since_mono, buf, sizeof(buf));
 	else
@@ -471,6 +477,8 @@ control_show_link_json(struct evbuffer *b, const struct link *l, double now)
 		evbuffer_add_printf(b, ",\"rtt_ms\":null");
 	control_show_error_json(b, l->last_error, l->last_error_time,
 	    l->last_error_mono, now);
+	evbuffer_add_printf(b, ",\"needs_attention\":%s",
+	    l->attn.on ? "true" : "false");
 	evbuffer_add_printf(b, ",\"tunnels\":[");
 	i = 0;
 	TAILQ_FOREACH(f, &l->fwds, entry) {

@@ -15,6 +15,11 @@
  * business more than the operator's: it is counted (conns_failed), kept as
  * the last error and logged at info, the first of a burst only, then a
  * summary per window (logrl.c); every one of them at debug.
+ *
+ * A connection refused for good (errclass.c: "administratively
+ * prohibited") is the operator's business: the tunnel shows failed and
+ * needs attention while its link is up, its listener still takes clients
+ * (each is tried), and the next connection that opens clears it.
  */
 #include <sys/types.h>
 
@@ -250,12 +255,17 @@ fwd_set_state(struct fwd *f, enum fwd_state state, const char *fmt, ...)
 void
 fwd_note_error(struct fwd *f, const char *fmt, ...)
 {
-	va_list ap;
+	char	msg[ERR_MAXLEN];
+	va_list	ap;
 
 	va_start(ap, fmt);
-	vsnprintf(f->last_error, sizeof(f->last_error), fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fwd_error_stamp(f, monotime());
+	if (!f->attn.on) {
+		/* A permanent failure stays the reason: only logged. */
+		strlcpy_(f->last_error, msg, sizeof(f->last_error));
+		fwd_error_stamp(f, monotime());
+	}
 	if (f->is_hop && f->hop_for != NULL) {
 		/*
 		 * The jump host refused to carry the link: that is the link's
@@ -270,7 +280,47 @@ fwd_note_error(struct fwd *f, const char *fmt, ...)
 		return;
 	}
 	logrl_log(&f->rl_conn, LOGL_INFO, "failed connections",
-	    "tunnel %s: %s", f->tc->name, f->last_error);
+	    "tunnel %s: %s", f->tc->name, msg);
+}
+
+/*
+ * A connection was refused for good (errclass.c): the tunnel needs
+ * attention, with this error as its reason. A hop's refusal is the error
+ * of the link it would carry, which fails for good on a later turn (see
+ * fwd_note_error).
+ */
+void
+fwd_refused(struct fwd *f, const char *fmt, ...)
+{
+	char	who[NAME_MAXLEN + 8];
+	va_list	ap;
+
+	va_start(ap, fmt);
+	vsnprintf(f->last_error, sizeof(f->last_error), fmt, ap);
+	va_end(ap);
+	fwd_error_stamp(f, monotime());
+	if (f->is_hop) {
+		if (f->hop_for != NULL) {
+			strlcpy_(f->hop_for->hop_error, f->last_error,
+			    sizeof(f->hop_for->hop_error));
+			f->hop_for->hop_refused = 1;
+		}
+		return;
+	}
+	snprintf(who, sizeof(who), "tunnel %s", f->tc->name);
+	errclass_note(&f->attn, who, f->last_error);
+	fwd_settle(f);
+}
+
+/* A connection opened: a permanent failure is over. */
+void
+fwd_recovered(struct fwd *f)
+{
+	char who[NAME_MAXLEN + 8];
+
+	snprintf(who, sizeof(who), "tunnel %s", f->tc->name);
+	errclass_clear(&f->attn, who);
+	fwd_settle(f);
 }
 
 /* Set the state an enabled tunnel has, given its listener and its link. */
@@ -286,7 +336,8 @@ fwd_settle(struct fwd *f)
 	else if (!fwd_is_remote(f) && !ready)
 		return;		/* failed, a bind retry is pending */
 	else if (f->link->state == LINK_UP)
-		fwd_set_state(f, ready ? FWD_UP : FWD_STARTING, NULL);
+		fwd_set_state(f, !ready ? FWD_STARTING : f->attn.on ?
+		    FWD_FAILED : FWD_UP, NULL);
 	else if (f->link->state == LINK_CONNECTING &&
 	    f->state != FWD_UP && f->state != FWD_WAITING)
 		fwd_set_state(f, FWD_STARTING, NULL);	/* first connect */
@@ -337,6 +388,7 @@ fwd_disable(struct fwd *f)
 
 	f->enabled = 0;
 	evtimer_del(f->ev_retry);
+	errclass_drop(&f->attn);
 	if (fwd_is_remote(f))
 		fwd_remote_stop(f);
 	fwd_local_unbind(f);
@@ -386,7 +438,10 @@ fwd_link_down(struct fwd *f)
 		fwd_settle(f);
 }
 
-/* Retry a failed bind with the link's backoff parameters. */
+/*
+ * Retry a failed bind with the link's backoff parameters; a remote one
+ * refused for good at backoff_max (errclass.c).
+ */
 void
 fwd_schedule_retry(struct fwd *f)
 {
@@ -395,8 +450,11 @@ fwd_schedule_retry(struct fwd *f)
 	double			 d;
 
 	f->bind_failures++;
-	d = backoff_delay(f->bind_failures, hc->backoff_initial,
-	    hc->backoff_max, (double)arc4random() / 4294967296.0);
+	if (fwd_is_remote(f) && f->attn.on)
+		d = hc->backoff_max;
+	else
+		d = backoff_delay(f->bind_failures, hc->backoff_initial,
+		    hc->backoff_max, (double)arc4random() / 4294967296.0);
 	tv.tv_sec = (time_t)d;
 	tv.tv_usec = (suseconds_t)((d - (double)tv.tv_sec) * 1e6);
 	evtimer_add(f->ev_retry, &tv);

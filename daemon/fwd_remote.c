@@ -14,6 +14,15 @@
  * says the server still listens, and the next tunnel to ask for that
  * listener takes it back instead of being refused against ourselves. Known
  * Dropbear versions are not even sent the cancel.
+ *
+ * A refusal comes without a reason (RFC 4254 4: REQUEST_FAILURE). Some are
+ * permanent (errclass.c): a port below 1024 for a user other than root,
+ * and any refusal by a server that lets this session forward nothing
+ * (OpenSSH's AllowTcpForwarding no or local, Dropbear's -k). To tell the
+ * last from a port in use, a session in which no forward was granted yet
+ * asks once for port 0 on loopback (GREQ_PROBE): refused too, nothing is
+ * allowed; granted (and cancelled), the port was taken. The session keeps
+ * the answer (link->rfwd): the server reads its configuration at login.
  */
 #include <sys/types.h>
 
@@ -34,9 +43,9 @@
 static const char *fwd_remote_addr(const struct fwd *);
 static struct fwd *fwd_remote_find(struct link *, int);
 static int	fwd_remote_server_keeps(struct link *);
-static int	fwd_remote_allowed(const struct fwd *);
 static void	fwd_remote_leftover(struct link *, const char *, const char *,
 		    int, int);
+static void	fwd_remote_refused(struct fwd *, const char *, int);
 
 /* Is this a tunnel whose listener lives on the server? */
 int
@@ -156,7 +165,10 @@ fwd_remote_leftover(struct link *l, const char *tunnel, const char *addr,
 	lo->port = port;
 	TAILQ_INSERT_TAIL(&l->leftovers, lo, entry);
 	l->nleftovers++;
-	if ((f = fwd_find(tunnel)) != NULL && f->link == l &&
+	if (tunnel[0] == '\0')
+		log_debug("link %s: the server keeps the port %d of our probe",
+		    l->hc->name, port);
+	else if ((f = fwd_find(tunnel)) != NULL && f->link == l &&
 	    !f->remote_bound) {
 		f->remote_kept = 1;
 		fwd_note_error(f, "%s did not stop listening on %s:%d (it "
@@ -219,62 +231,119 @@ void
 fwd_remote_bound(struct fwd *f, int ok, int port)
 {
 	const struct endpoint	*ep = &f->tc->listen;
-	const char		*hint;
-	char			 shown[HOST_MAXLEN + 16];
+	struct link		*l = f->link;
+	char			 who[NAME_MAXLEN + 8], hint[ERR_MAXLEN];
 
 	if (ok && port > 0 && port <= 65535) {
 		f->remote_bound = 1;
 		f->remote_kept = 0;
 		f->bound_port = port;
 		f->bind_failures = 0;
+		l->rfwd = RFWD_SOME;
 		log_info("tunnel %s: %s listens on %s:%d", f->tc->name,
-		    f->link->hc->name, fwd_remote_addr(f), port);
+		    l->hc->name, fwd_remote_addr(f), port);
+		snprintf(who, sizeof(who), "tunnel %s", f->tc->name);
+		errclass_clear(&f->attn, who);
 		fwd_settle(f);
 		return;
 	}
-	endpoint_format(ep, 0, shown, sizeof(shown));
-	if (ok)
-		hint = "the server answered without a port";
-	else if (ep->port > 0 && ep->port < 1024 &&
-	    strcmp(f->link->hc->user, "root") != 0)
-		hint = "ports below 1024 need root on the server";
-	else if (ep->port == 0 || !fwd_remote_allowed(f))
+	if (ok) {
+		fwd_remote_refused(f, "the server answered without a port", 0);
+		return;
+	}
+	if (errclass_privileged(ep->port, l->hc->user)) {
+		snprintf(hint, sizeof(hint), "privileged port, and user %s is "
+		    "not root (ports below 1024 need root on the server; "
+		    "inferred: a refusal carries no reason)", l->hc->user);
+		fwd_remote_refused(f, hint, 1);
+		return;
+	}
+	if (ep->port == 0 || l->rfwd == RFWD_NONE) {
+		/* Nothing is in use on port 0: it is not allowed. */
+		fwd_remote_refused(f, FWD_NOT_ALLOWED, 1);
+		return;
+	}
+	if (l->rfwd != RFWD_SOME) {
 		/* Nothing of ours listens there: "in use" is a guess. */
-		hint = ep->port == 0 ? FWD_NOT_ALLOWED : "the port is in "
-		    "use on the server, or " FWD_NOT_ALLOWED;
-	else if (ep->host[0] != '\0' && strcmp(ep->host, "localhost") != 0 &&
+		fwd_remote_refused(f, "the port is in use on the server, or "
+		    FWD_NOT_ALLOWED, 0);
+		if (l->rfwd == RFWD_UNKNOWN) {
+			l->rfwd = RFWD_PROBING;
+			greq_push(l, GREQ_PROBE, NULL, "localhost", 0);
+		}
+		return;
+	}
+	if (ep->host[0] != '\0' && strcmp(ep->host, "localhost") != 0 &&
 	    strcmp(ep->host, "127.0.0.1") != 0 && strcmp(ep->host, "::1") != 0)
-		hint = "a public bind needs GatewayPorts clientspecified (or "
-		    "yes) in the server's sshd_config (Dropbear: -a), or the "
-		    "port is in use there";
-	else if (monotime() - f->link->since_mono < 2.0 *
-	    f->link->hc->keepalive_interval * f->link->hc->keepalive_count_max)
-		hint = "the port is in use on the server, maybe by our previous "
-		    "session, which the server has not noticed is gone yet";
+		fwd_remote_refused(f, "a public bind needs GatewayPorts "
+		    "clientspecified (or yes) in the server's sshd_config "
+		    "(Dropbear: -a), or the port is in use there", 0);
+	else if (monotime() - l->since_mono < 2.0 *
+	    l->hc->keepalive_interval * l->hc->keepalive_count_max)
+		fwd_remote_refused(f, "the port is in use on the server, maybe "
+		    "by our previous session, which the server has not "
+		    "noticed is gone yet", 0);
 	else
-		hint = "the port is in use on the server";
-	/* A refusal has no reason (RFC 4254 4: REQUEST_FAILURE), and libssh's
-	 * one error text per session may be another call's: ours, then. */
+		fwd_remote_refused(f, "the port is in use on the server", 0);
+}
+
+/*
+ * The server refused to listen for f: say why (our words: a refusal has
+ * no reason, and libssh's one error text per session may be another
+ * call's), and retry, with backoff, or at backoff_max when permanent.
+ */
+static void
+fwd_remote_refused(struct fwd *f, const char *hint, int permanent)
+{
+	char who[NAME_MAXLEN + 8], shown[HOST_MAXLEN + 16];
+
+	endpoint_format(&f->tc->listen, 0, shown, sizeof(shown));
+	snprintf(who, sizeof(who), "tunnel %s", f->tc->name);
 	fwd_set_state(f, FWD_FAILED, "%s refused to listen on %s: %s",
 	    f->link->hc->name, shown, hint);
-	log_warnx("tunnel %s: %s", f->tc->name, f->last_error);
+	if (permanent)
+		errclass_note(&f->attn, who, f->last_error);
+	else {
+		errclass_drop(&f->attn);
+		log_warnx("%s: %s", who, f->last_error);
+	}
+	evtimer_del(f->ev_retry);
 	fwd_schedule_retry(f);
 }
 
 /*
- * Whether the server lets this session forward remotely: another remote
- * tunnel of the link is bound (then a refusal means the port is taken).
+ * The answer to our probe for port 0 (see the top of this file): granted,
+ * the refusals were about their ports (cancel the probe's listener);
+ * refused, every refused tunnel of the link is refused for good.
  */
-static int
-fwd_remote_allowed(const struct fwd *f)
+void
+fwd_remote_probed(struct link *l, int ok, int port)
 {
-	const struct fwd *o;
+	struct greq	*g;
+	struct fwd	*f;
 
-	TAILQ_FOREACH(o, &f->link->fwds, entry) {
-		if (o != f && fwd_is_remote(o) && o->remote_bound)
-			return (1);
+	log_debug("link %s: remote forwarding probe %s", l->hc->name,
+	    ok ? "granted" : "refused");
+	if (ok) {
+		l->rfwd = RFWD_SOME;
+		if (port <= 0 || port > 65535)
+			return;
+		if (fwd_remote_server_keeps(l))
+			fwd_remote_leftover(l, "", "localhost", 0, port);
+		else {
+			g = greq_push(l, GREQ_CANCEL, NULL, "localhost", port);
+			g->req_port = 0;
+		}
+		return;
 	}
-	return (0);
+	if (l->rfwd != RFWD_SOME)
+		l->rfwd = RFWD_NONE;
+	TAILQ_FOREACH(f, &l->fwds, entry) {
+		if (fwd_is_remote(f) && f->enabled && !f->remote_bound &&
+		    f->state == FWD_FAILED && !f->attn.on &&
+		    !greq_pending(l, GREQ_LISTEN, f))
+			fwd_remote_refused(f, FWD_NOT_ALLOWED, 1);
+	}
 }
 
 /* Which remote tunnel of this link listens on that port? */

@@ -94,6 +94,7 @@ greq_clear(struct link *l)
 		free(g);
 	}
 	l->greq_busy = 0;
+	l->rfwd = RFWD_UNKNOWN;		/* a new session may be allowed */
 	fwd_remote_forget_leftovers(l);
 }
 
@@ -127,6 +128,10 @@ greq_run(struct link *l)
 			}
 			rc = ssh_channel_listen_forward(l->session, g->addr,
 			    g->port, &bound);
+			break;
+		case GREQ_PROBE:
+			rc = ssh_channel_listen_forward(l->session, g->addr,
+			    0, &bound);
 			break;
 		case GREQ_CANCEL:
 		default:
@@ -169,6 +174,9 @@ greq_done(struct link *l, struct greq *g, int rc, int bound)
 			strlcpy_(c->tunnel, g->tunnel, sizeof(c->tunnel));
 			c->req_port = g->port;
 		}
+		break;
+	case GREQ_PROBE:
+		fwd_remote_probed(l, rc == SSH_OK, bound);
 		break;
 	case GREQ_CANCEL:
 		log_debug("link %s: cancel-tcpip-forward %s:%d %s",

@@ -5,7 +5,8 @@
  * in turn) -> SSH handshake -> host key check -> public-key auth -> up,
  * all driven by libevent, never blocking the loop. Any failure tears the
  * session down and schedules a retry with jittered exponential backoff;
- * a refused host key or authentication waits backoff_max instead.
+ * a refused host key or authentication (a permanent failure, errclass.c)
+ * waits backoff_max instead, needs attention, and is logged once.
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -37,7 +38,7 @@ static void	link_timer_cb(int, short, void *);
 static void	link_keepalive_cb(int, short, void *);
 static void	link_kick_cb(int, short, void *);
 static void	link_close_session(struct link *);
-static void	link_schedule_retry(struct link *, int);
+static void	link_schedule_retry(struct link *, int, int);
 static int	link_enabled_fwds(struct link *);
 static void	link_vfail(struct link *, int, const char *, va_list);
 static struct host_conf *link_hc_dup(const struct host_conf *);
@@ -200,6 +201,7 @@ link_reconfigure(struct link *l, const struct host_conf *hc)
 	l->next_retry = 0;
 	l->up_at = 0;
 	l->last_error[0] = '\0';
+	errclass_drop(&l->attn);
 	link_set_state(l, LINK_IDLE);
 	link_update(l);
 }
@@ -310,12 +312,17 @@ link_update(struct link *l)
 		evtimer_del(l->ev_timer);
 		l->retries = 0;
 		l->next_retry = 0;
+		errclass_drop(&l->attn);
 		link_set_state(l, LINK_IDLE);
 	}
 	jump_drop(l);
 }
 
-/* tunctl up: a link waiting to retry connects now. */
+/*
+ * tunctl up: a link waiting to retry connects now, failed ones too (the
+ * operator may have fixed the cause). A network change should retry the
+ * links in LINK_BACKOFF only: no new route fixes a host key or a key.
+ */
 void
 link_retry_now(struct link *l)
 {
@@ -349,6 +356,7 @@ link_connect(struct link *l)
 	link_close_session(l);
 	l->next_retry = 0;
 	l->hop_error[0] = '\0';
+	l->hop_refused = 0;
 	if (l->hc->jump[0] != '\0') {
 		jump_connect(l);
 		return;
@@ -541,7 +549,8 @@ link_drop_channels(struct link *l)
 static void
 link_vfail(struct link *l, int permanent, const char *fmt, va_list ap)
 {
-	char msg[ERR_MAXLEN];
+	char	msg[ERR_MAXLEN], who[NAME_MAXLEN + 8];
+	int	news = 1;
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	l->stats.failures++;
@@ -549,18 +558,26 @@ link_vfail(struct link *l, int permanent, const char *fmt, va_list ap)
 		/* The jump host's refusal says more than what followed. */
 		strlcpy_(msg, l->hop_error, sizeof(msg));
 		l->hop_error[0] = '\0';
+		permanent |= l->hop_refused;
 	}
+	l->hop_refused = 0;
 	strlcpy_(l->last_error, msg, sizeof(l->last_error));
 	l->last_error_time = time(NULL);
 	l->last_error_mono = monotime();
-	log_warnx("link %s: %s", l->hc->name, msg);
+	snprintf(who, sizeof(who), "link %s", l->hc->name);
+	if (permanent)
+		news = errclass_note(&l->attn, who, msg);
+	else {
+		errclass_drop(&l->attn);
+		log_warnx("%s: %s", who, msg);
+	}
 	link_close_session(l);
 	evtimer_del(l->ev_timer);
 	if (link_enabled_fwds(l) == 0) {
 		link_set_state(l, LINK_IDLE);
 		return;
 	}
-	link_schedule_retry(l, permanent);
+	link_schedule_retry(l, permanent, news);
 }
 
 /* A link failed for a passing reason: retry with backoff. */
@@ -585,9 +602,13 @@ link_refused(struct link *l, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Arm the retry timer: SPEC's jittered doubling, reset after a stable link. */
+/*
+ * Arm the retry timer: SPEC's jittered doubling, reset after a stable
+ * link; backoff_max after a permanent failure (said at debug when the
+ * failure was no news).
+ */
 static void
-link_schedule_retry(struct link *l, int permanent)
+link_schedule_retry(struct link *l, int permanent, int news)
 {
 	const struct host_conf	*hc = l->hc;
 	struct timeval		 tv;
@@ -606,7 +627,8 @@ link_schedule_retry(struct link *l, int permanent)
 	tv.tv_sec = (time_t)d;
 	tv.tv_usec = (suseconds_t)((d - (double)tv.tv_sec) * 1e6);
 	evtimer_add(l->ev_timer, &tv);
-	log_info("link %s: retry %d in %.1f s", hc->name, l->retries, d);
+	log_pri(news ? LOGL_INFO : LOGL_DEBUG, "link %s: retry %d in %.1f s",
+	    hc->name, l->retries, d);
 	link_set_state(l, permanent ? LINK_FAILED : LINK_BACKOFF);
 	control_state_changed();
 }
@@ -639,12 +661,15 @@ link_timer_cb(int fd, short what, void *arg)
 void
 link_established(struct link *l)
 {
-	struct timeval tv;
+	struct timeval	tv;
+	char		who[NAME_MAXLEN + 8];
 
 	evtimer_del(l->ev_timer);
 	l->phase = PHASE_NONE;
 	l->up_at = monotime();
 	l->last_error[0] = '\0';
+	snprintf(who, sizeof(who), "link %s", l->hc->name);
+	errclass_clear(&l->attn, who);
 	l->ka_rx_mark = l->pktc.in_packets;
 	l->ka_missed = 0;
 	l->rtt_us = -1;

@@ -107,20 +107,25 @@ notify_status_cb(int fd, short what, void *arg)
 		notify_status_send();
 }
 
-/* "STATUS=4/5 tunnels up, 1 waiting" (", N failed" when there are). */
+/*
+ * "STATUS=4/5 tunnels up, 1 waiting" (", N failed" when there are), and
+ * ", N need(s) attention": the enabled tunnels that do (errclass.c).
+ */
 static void
 notify_status_send(void)
 {
 	struct link	*l;
 	struct fwd	*f;
 	char		 status[128];
-	int		 n = 0, up = 0, waiting = 0, failed = 0, len;
+	int		 n = 0, up = 0, waiting = 0, failed = 0, attn = 0;
+	int		 len;
 
 	TAILQ_FOREACH(l, &td->links, entry) {
 		TAILQ_FOREACH(f, &l->fwds, entry) {
 			if (!f->enabled)
 				continue;
 			n++;
+			attn += errclass_fwd(f);
 			if (f->state == FWD_UP)
 				up++;
 			else if (f->state == FWD_FAILED)
@@ -135,8 +140,11 @@ notify_status_send(void)
 		len += snprintf(status + len, sizeof(status) - len,
 		    ", %d waiting", waiting);
 	if (failed > 0)
-		snprintf(status + len, sizeof(status) - len, ", %d failed",
-		    failed);
+		len += snprintf(status + len, sizeof(status) - len,
+		    ", %d failed", failed);
+	if (attn > 0)
+		snprintf(status + len, sizeof(status) - len, ", %d %s attention",
+		    attn, attn == 1 ? "needs" : "need");
 	if (strcmp(status, notify_last_text) == 0)
 		return;		/* systemd shows it already */
 	sd_notify(0, status);

@@ -133,6 +133,15 @@ struct logrl {
 	unsigned long		 more;		/* held back in this window */
 };
 
+/*
+ * A permanent failure of a link or tunnel (errclass.c): set while it
+ * needs a person, with the error text last logged at warning.
+ */
+struct attention {
+	int			 on;		/* needs_attention */
+	char			 said[ERR_MAXLEN];
+};
+
 /* A whole configuration file, parsed and validated. */
 struct conf {
 	char			*path;
@@ -153,7 +162,14 @@ enum greq_type {
 	GREQ_KEEPALIVE,
 	GREQ_LISTEN,
 	GREQ_CANCEL,
+	GREQ_PROBE,		/* may we forward at all? (fwd_remote.c) */
 };
+
+/* What a session knows of the server's remote forwards (link->rfwd). */
+#define RFWD_UNKNOWN	0
+#define RFWD_PROBING	1	/* a GREQ_PROBE is queued */
+#define RFWD_NONE	2	/* it refuses every one */
+#define RFWD_SOME	3	/* it granted one */
 
 struct greq {
 	TAILQ_ENTRY(greq)	 entry;		/* on link->greqs */
@@ -277,6 +293,9 @@ struct link {
 	struct fwdlist		 hops;		/* carry links behind this one */
 	struct fwd		*hop;		/* on the jump link: carries us */
 	char			 hop_error[ERR_MAXLEN];	/* why the hop failed */
+	int			 hop_refused;	/* ...for good (errclass.c) */
+	struct attention	 attn;		/* a permanent failure */
+	int			 rfwd;		/* remote forwards: RFWD_* */
 	int			 nremote;	/* remote-kind fwds */
 	TAILQ_HEAD(, chan)	 ready;		/* chans with work for the pump */
 	TAILQ_HEAD(, chan)	 parked;	/* chans waiting for a packet */
@@ -308,6 +327,7 @@ struct fwd {
 	double			 last_error_mono;
 	struct logrl		 rl_conn;	/* failed connections */
 	struct logrl		 rl_admit;	/* max_connections refusals */
+	struct attention	 attn;		/* a permanent failure */
 
 	int			 enabled;	/* admin state: up or down */
 	struct evconnlistener	*listener;
@@ -437,6 +457,15 @@ void	logrl_log(struct logrl *, int, const char *, const char *, ...)
 	    __attribute__((format(printf, 4, 5)));
 void	logrl_clear(struct logrl *);
 
+/* errclass.c */
+int	 errclass_open_permanent(int);
+int	 errclass_privileged(int, const char *);
+int	 errclass_note(struct attention *, const char *, const char *);
+void	 errclass_clear(struct attention *, const char *);
+void	 errclass_drop(struct attention *);
+int	 errclass_link(const struct link *);
+int	 errclass_fwd(const struct fwd *);
+
 /* util.c */
 #define EP_LISTEN	0x01	/* a listen endpoint: host may be empty or * */
 #define EP_PORT0	0x02	/* port 0 allowed (remote listen) */
@@ -446,7 +475,7 @@ void	 endpoint_format(const struct endpoint *, int, char *, size_t);
 struct sockaddr;
 struct sockaddr_storage;
 void	 sockaddr_format(const struct sockaddr *, char *, size_t);
-void	 ssh_open_failure(const char *, char *, size_t);
+int	 ssh_open_failure(const char *, char *, size_t);
 int	 sockaddr_port(const struct sockaddr_storage *);
 int	 sockaddr_same_host(const struct sockaddr_storage *,
 	    const struct sockaddr_storage *);
@@ -637,6 +666,7 @@ void	 pump_keepalive_tick(struct link *);
 void	 fwd_remote_start(struct fwd *);
 void	 fwd_remote_stop(struct fwd *);
 void	 fwd_remote_bound(struct fwd *, int, int);
+void	 fwd_remote_probed(struct link *, int, int);
 void	 fwd_remote_accept(struct link *);
 int	 fwd_remote_adopt(struct link *, struct fwd *);
 void	 fwd_remote_kept(struct link *, const struct greq *);
@@ -694,6 +724,9 @@ void	 fwd_set_state(struct fwd *, enum fwd_state, const char *, ...)
 	    __attribute__((format(printf, 3, 4)));
 void	 fwd_note_error(struct fwd *, const char *, ...)
 	    __attribute__((format(printf, 2, 3)));
+void	 fwd_refused(struct fwd *, const char *, ...)
+	    __attribute__((format(printf, 2, 3)));
+void	 fwd_recovered(struct fwd *);
 const char *fwd_state_name(enum fwd_state);
 
 /* chan.c */

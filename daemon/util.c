@@ -468,9 +468,10 @@ endpoint_parse(const char *s, int flags, struct endpoint *ep, char *err,
  * Why the server refused to open a channel, from libssh's text ("Channel
  * opening failure: channel 43 error (1) open failed"): the RFC 4254 reason
  * code in words an operator can act on, with the server's own
- * description when it gave one.
+ * description when it gave one. Returns the code, or -1 when libssh's
+ * text holds none (errclass.c classifies it).
  */
-void
+int
 ssh_open_failure(const char *err, char *buf, size_t len)
 {
 	const char	*p, *desc;
@@ -488,12 +489,12 @@ ssh_open_failure(const char *err, char *buf, size_t len)
 		 */
 		snprintf(buf, len, "the server refused to open the channel "
 		    "(its reason was not kept)");
-		return;
+		return (-1);
 	}
 	code = strtol(p + 8, &end, 10);
-	if (*end != ')') {
+	if (*end != ')' || code < 0 || code > 255) {
 		snprintf(buf, len, "%s", err);
-		return;
+		return (-1);
 	}
 	desc = end + 1;
 	while (*desc == ' ')
@@ -519,6 +520,7 @@ ssh_open_failure(const char *err, char *buf, size_t len)
 	default:
 		snprintf(buf, len, "%s", err);
 	}
+	return ((int)code);
 }
 
 /*

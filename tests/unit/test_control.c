@@ -825,14 +825,15 @@ test_show_status_json(void **state)
 	    "\"total\":17,\"failed\":0},\"in\":123456789,"
 	    "\"out\":4321,\"last_error\":null,\"last_error_time\":null,"
 	    "\"last_error_seconds\":null,\"link_error\":null,"
-	    "\"enabled\":true},\n"
+	    "\"needs_attention\":false,\"enabled\":true},\n"
 	    "{\"name\":\"pgx\",\"type\":\"dynamic\",\"via\":\"db\","
 	    "\"listen\":\"127.0.0.1:1080\",\"target\":null,"
 	    "\"state\":\"up\",\"since\":null,\"since_seconds\":null,"
 	    "\"connections\":{\"active\":0,\"total\":0,\"failed\":0},"
 	    "\"in\":0,\"out\":0,\"last_error\":null,"
 	    "\"last_error_time\":null,\"last_error_seconds\":null,"
-	    "\"link_error\":null,\"enabled\":true},\n"
+	    "\"link_error\":null,\"needs_attention\":false,"
+	    "\"enabled\":true},\n"
 	    "{\"name\":\"web\",\"type\":\"local\",\"via\":\"relay\","
 	    "\"listen\":\"127.0.0.1:8080\",\"target\":\"127.0.0.1:80\","
 	    "\"state\":\"waiting\",\"since\":null,\"since_seconds\":null,"
@@ -840,7 +841,7 @@ test_show_status_json(void **state)
 	    "\"in\":0,\"out\":0,\"last_error\":null,"
 	    "\"last_error_time\":null,\"last_error_seconds\":null,"
 	    "\"link_error\":\"connect to [2001:db8::1]:2222: Connection "
-	    "refused\",\"enabled\":true}\n"
+	    "refused\",\"needs_attention\":false,\"enabled\":true}\n"
 	    "]}\n");
 	free(s);
 
@@ -860,6 +861,24 @@ test_show_status_json(void **state)
 	assert_non_null(strstr(s, "\"last_error_time\":"
 	    "\"2026-11-27T14:06:27Z\",\"last_error_seconds\":42,"
 	    "\"link_error\":"));
+	free(s);
+
+	/* Its link failed for good: the waiting tunnel needs attention. */
+	w.link[1].state = LINK_FAILED;
+	w.link[1].attn.on = 1;
+	s = show_status(&w, 1);
+	assert_non_null(strstr(s, "\"needs_attention\":true,\"enabled\":"
+	    "true}\n]}"));
+	free(s);
+	s = show_status(&w, 0);
+	assert_non_null(strstr(s, " waiting! "));
+	free(s);
+	w.link[1].attn.on = 0;
+	w.fwd[0].state = FWD_FAILED;
+	w.fwd[0].attn.on = 1;
+	s = show_status(&w, 0);
+	assert_non_null(strstr(s, "127.0.0.1:5432  failed!  "));
+	assert_null(strstr(s, " waiting! "));
 	free(s);
 
 	/* No tunnels. */
@@ -902,12 +921,13 @@ test_show_links(void **state)
 	    "\"since_seconds\":60,\"retries\":0,"
 	    "\"next_retry_seconds\":null,\"rtt_ms\":1.234,"
 	    "\"last_error\":null,\"last_error_time\":null,"
-	    "\"last_error_seconds\":null,\"tunnels\":[\"pg\",\"pgx\"]},\n"));
+	    "\"last_error_seconds\":null,\"needs_attention\":false,"
+	    "\"tunnels\":[\"pg\",\"pgx\"]},\n"));
 	assert_non_null(strstr(s, "\"next_retry_seconds\":12,"
 	    "\"rtt_ms\":null,\"last_error\":\"connect to "
 	    "[2001:db8::1]:2222: Connection refused\",\"last_error_time\":"
-	    "null,\"last_error_seconds\":null,\"tunnels\":"
-	    "[\"web\"]}\n]}\n"));
+	    "null,\"last_error_seconds\":null,\"needs_attention\":false,"
+	    "\"tunnels\":[\"web\"]}\n]}\n"));
 	free(s);
 
 	/* Connecting again: the last attempt's error, with its age. */
@@ -920,7 +940,21 @@ test_show_links(void **state)
 	free(s);
 	s = show_links(1);
 	assert_non_null(strstr(s, "\"last_error_time\":\"2026-11-27T14:06:27Z\","
-	    "\"last_error_seconds\":7,\"tunnels\":[\"web\"]}"));
+	    "\"last_error_seconds\":7,\"needs_attention\":false,"
+	    "\"tunnels\":[\"web\"]}"));
+	free(s);
+
+	/* Failed for good: "failed!" in the table, needs_attention. */
+	w.link[1].state = LINK_FAILED;
+	w.link[1].attn.on = 1;
+	s = show_links(0);
+	assert_non_null(strstr(s, "relay  tunnel@[2001:db8::1]:2222  failed!"));
+	free(s);
+	s = show_links(1);
+	assert_non_null(strstr(s, "\"needs_attention\":true,"
+	    "\"tunnels\":[\"web\"]}"));
+	assert_non_null(strstr(s, "\"needs_attention\":false,"
+	    "\"tunnels\":[\"pg\",\"pgx\"]}"));
 	free(s);
 }
 
