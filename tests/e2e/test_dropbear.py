@@ -192,6 +192,9 @@ def test_forwarding_disabled_reads_as_that(own_dropbear, env, servers):
         assert "does not allow this remote forward" in \
             st[n]["last_error"], st[n]
         assert "stale" not in st[n]["last_error"]
+    # Permanent (errclass.c): r's by the refused port-0 probe.
+    d.wait_for(lambda: all(d.tunnel(n)["needs_attention"]
+                           for n in ("r", "r0")), 5, what="needs attention")
     assert d.tunctl("wait", "l", "--timeout", "10")[0] == 0
     with connect(("127.0.0.1", lp)) as s:
         try:
@@ -204,6 +207,8 @@ def test_forwarding_disabled_reads_as_that(own_dropbear, env, servers):
     err = d.tunnel("l")["last_error"]
     assert "administratively prohibited by the server (forwarding " \
         "disabled or not permitted for this key)" in err, err
+    t = d.tunnel("l")
+    assert t["state"] == "failed" and t["needs_attention"] is True, t
     note("dropbear -k: %s; dropbear -j: %s" % (st["r"]["last_error"], err))
 
 
