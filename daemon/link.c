@@ -574,6 +574,7 @@ link_vfail(struct link *l, int permanent, const char *fmt, va_list ap)
 	link_close_session(l);
 	evtimer_del(l->ev_timer);
 	if (link_enabled_fwds(l) == 0) {
+		errclass_drop(&l->attn);	/* nothing waits for it */
 		link_set_state(l, LINK_IDLE);
 		return;
 	}
