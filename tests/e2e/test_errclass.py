@@ -16,8 +16,8 @@ import shutil
 import socket
 
 from e2elib import (SLACK, connect, echo_handler, echo_roundtrip, free_port,
-                    local, log_event, log_events, note, recv_all, remote,
-                    tcp_listen)
+                    known_hosts_line, local, log_event, log_events, note,
+                    recv_all, remote, tcp_listen)
 from test_notify import Notify
 
 ATT = {"backoff_initial": 0.5, "backoff_max": 4.0}
@@ -238,3 +238,36 @@ def test_transient_failures_back_off(own_sshd, env, servers):
          "retries, %s" % (gaps(tries), lk["retries"], lk["last_error"]))
     own_sshd.start()
     d.wait_tunnel("r", "up", timeout=4 + 4 * SLACK)
+
+
+def test_jump_host_prohibits_the_hop(sshd, own_sshd, env, servers, keys):
+    """The jump host's sshd has AllowTcpForwarding no: the channel that
+    would carry the inner link is "administratively prohibited", so the
+    inner link is failed for good (needs_attention, backoff_max), and its
+    tunnel needs attention while it waits; fixed, it comes up."""
+    set_forwarding(own_sshd, "no")
+    echo = servers(echo_handler)
+    p = free_port()
+    with open(env.known_hosts, "w") as f:
+        f.write(known_hosts_line(own_sshd.port, keys.host_pub))
+        f.write(known_hosts_line(sshd.port, keys.host_pub))
+    hosts = {"b": {"address": "127.0.0.1", "port": own_sshd.port},
+             "a": {"address": "127.0.0.1", "port": sshd.port, "jump": "b"}}
+    d = env.start([local("t", tcp_listen(p), echo.target, via="a")],
+                  hosts=hosts, known_hosts=False, defaults=ATT)
+    d.wait_link("a", "failed", timeout=10 * SLACK)
+    lk = d.links()
+    assert lk["a"]["needs_attention"] is True, lk["a"]
+    assert "administratively prohibited" in lk["a"]["last_error"], lk["a"]
+    assert lk["a"]["next_retry_seconds"] >= 3, lk["a"]
+    assert lk["b"]["state"] == "up" and not lk["b"]["needs_attention"]
+    t = d.tunnel("t")
+    assert t["state"] == "waiting" and t["needs_attention"] is True, t
+
+    set_forwarding(own_sshd, "yes")
+    code, out, err = d.tunctl("wait", "t", "--timeout",
+                              str(int(4 + 6 * SLACK)))
+    assert code == 0, (code, out, err)
+    assert d.link("a")["needs_attention"] is False
+    assert d.tunnel("t")["needs_attention"] is False
+    echo_roundtrip(("127.0.0.1", p))
