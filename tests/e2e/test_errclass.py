@@ -15,9 +15,10 @@ import re
 import shutil
 import socket
 
-from e2elib import (SLACK, connect, echo_handler, echo_roundtrip, free_port,
-                    known_hosts_line, local, log_event, log_events, note,
-                    recv_all, remote, tcp_listen)
+from e2elib import (SLACK, connect, dynamic, echo_handler, echo_roundtrip,
+                    free_port, known_hosts_line, local, log_event,
+                    log_events, note, port_bindable, recv_all, remote,
+                    socks5_connect, tcp_listen)
 from test_notify import Notify
 
 ATT = {"backoff_initial": 0.5, "backoff_max": 4.0}
@@ -139,7 +140,8 @@ def test_auth_refused_needs_attention(sshd, env, servers, keys):
 def test_forwarding_disabled_needs_attention(own_sshd, env, servers):
     """sshd with AllowTcpForwarding no: a local tunnel's connections are
     refused "administratively prohibited" (failed, needs_attention, one
-    warning however many clients; the listener stays), a remote tunnel's
+    warning however many clients; the listener stays), a dynamic one's
+    SOCKS requests too (the client hears "not allowed"), a remote tunnel's
     forward is refused, found permanent by the port-0 probe, and retried
     backoff_max apart. sshd fixed: the remote binds at once, the local one
     clears at its next connection that opens."""
@@ -147,9 +149,10 @@ def test_forwarding_disabled_needs_attention(own_sshd, env, servers):
     try:
         set_forwarding(own_sshd, "no")
         echo = servers(echo_handler)
-        lp, rp = free_port(), free_port()
+        lp, rp, sp = free_port(), free_port(), free_port()
         d = env.start([local("l", tcp_listen(lp), echo.target),
-                       remote("r", tcp_listen(rp), echo.target)],
+                       remote("r", tcp_listen(rp), echo.target),
+                       dynamic("s", tcp_listen(sp))],
                       sshd=own_sshd, defaults=ATT,
                       daemon_env={"NOTIFY_SOCKET": n.path})
         d.wait_link("srv", "up", timeout=10 * SLACK)
@@ -168,6 +171,12 @@ def test_forwarding_disabled_needs_attention(own_sshd, env, servers):
         assert t["connections"]["failed"] >= 1, t
         assert len(warnings(d, r"tunnel l: .*administratively")) == 1, \
             warnings(d, r"tunnel l: ")
+        # SOCKS: the client hears "not allowed" (2); the tunnel fails.
+        _, code = socks5_connect(("127.0.0.1", sp), "127.0.0.1",
+                                 echo.port)
+        assert code == 2, code
+        d.wait_for(lambda: d.tunnel("s")["needs_attention"], 5 * SLACK,
+                   what="s needs attention")
 
         d.wait_for(lambda: d.tunnel("r")["needs_attention"], 5 * SLACK,
                    what="r needs attention")
@@ -181,9 +190,9 @@ def test_forwarding_disabled_needs_attention(own_sshd, env, servers):
         assert gaps(tries)[-1] >= 3.9, gaps(tries)
         assert len(warnings(d, r"tunnel r: .*:\d+: the server does not "
                             r"allow")) == 1
-        d.wait_for(lambda: last_status(n) == "STATUS=0/2 tunnels up, "
-                   "2 failed, 2 need attention", 2 * SLACK,
-                   what="STATUS= with 2 need attention")
+        d.wait_for(lambda: last_status(n) == "STATUS=0/3 tunnels up, "
+                   "3 failed, 3 need attention", 2 * SLACK,
+                   what="STATUS= with 3 need attention")
         code, out, err = d.tunctl("status")
         assert re.search(r"^l .* failed! ", out, re.M), out
         assert re.search(r"^r .* failed! ", out, re.M), out
@@ -202,7 +211,12 @@ def test_forwarding_disabled_needs_attention(own_sshd, env, servers):
         log_event(d.log, r"tunnel l: recovered", timeout=2)
         log_event(d.log, r"tunnel r: recovered", timeout=2)
         echo_roundtrip(("127.0.0.1", rp))
-        d.wait_for(lambda: last_status(n) == "STATUS=2/2 tunnels up",
+        c, code = socks5_connect(("127.0.0.1", sp), "127.0.0.1", echo.port)
+        assert code == 0, code
+        c.close()
+        d.wait_tunnel("s", "up", timeout=2 * SLACK)
+        assert d.tunnel("s")["needs_attention"] is False
+        d.wait_for(lambda: last_status(n) == "STATUS=3/3 tunnels up",
                    2 * SLACK, what="STATUS= all up")
     finally:
         n.close()
@@ -280,3 +294,27 @@ def test_jump_host_prohibits_the_hop(sshd, own_sshd, env, servers, keys):
     assert d.link("a")["needs_attention"] is False
     assert d.tunnel("t")["needs_attention"] is False
     echo_roundtrip(("127.0.0.1", p))
+
+
+def test_privileged_remote_port_for_a_user(sshd, env, servers):
+    """As a user other than root (nobody: the test sshd reads one
+    authorized_keys file for every user), a remote port below 1024 is
+    refused for good, the reason inferred and said so, while a port above
+    1023 on the same link is granted."""
+    echo = servers(echo_handler)
+    low = next(p for p in range(1023, 900, -1) if port_bindable(p))
+    high = free_port()
+    d = env.start([remote("low", tcp_listen(low), echo.target),
+                   remote("high", tcp_listen(high), echo.target)],
+                  sshd=sshd, defaults=dict(ATT, user="nobody"))
+    d.wait_tunnel("high", "up", timeout=10 * SLACK)
+    d.wait_for(lambda: d.tunnel("low")["needs_attention"], 5 * SLACK,
+               what="low needs attention")
+    t = d.tunnel("low")
+    assert t["state"] == "failed", t
+    assert "privileged port, and user nobody is not root" in \
+        t["last_error"], t
+    assert "inferred" in t["last_error"], t
+    assert d.link("srv")["needs_attention"] is False
+    echo_roundtrip(("127.0.0.1", high))
+    note("privileged remote port %d as nobody: %s" % (low, t["last_error"]))
