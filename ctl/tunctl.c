@@ -56,6 +56,8 @@ tunctl_usage(FILE *f)
 "  reload                     re-read the configuration\n"
 "  wait NAME... [--timeout S] block until the tunnels are up (default %d s)\n"
 "  check [FILE]               check a configuration file; needs no daemon\n"
+"  events [--follow]          state changes of links and tunnels, one line\n"
+"                             each; --follow keeps streaming\n"
 "  metrics                    the Prometheus text exposition of every counter\n"
 "  version\n"
 "The socket is -s SOCKET, else $TUNCTL_SOCKET, else %s.\n"
@@ -295,7 +297,8 @@ tunctl_line(const char *path, char *line)
 
 /*
  * Send one request line and relay the answer; answer_secs bounds the wait
- * for the whole answer. Returns the exit code of the final line.
+ * for the whole answer (0: no bound, a stream: each line is flushed as it
+ * comes). Returns the exit code of the final line.
  */
 static int
 tunctl_run(const char *path, const char *line, int answer_secs)
@@ -309,17 +312,21 @@ tunctl_run(const char *path, const char *line, int answer_secs)
 	int		 fd, code;
 
 	fd = tunctl_connect(path);
-	deadline = monotime() + answer_secs;
+	deadline = monotime() + (answer_secs > 0 ? answer_secs :
+	    CTL_ANSWER_TIMEOUT);
 	tunctl_send(fd, path, line, deadline);
+	if (answer_secs == 0)
+		deadline = 0;
 
 	buf = xmalloc(size);
 	pfd.fd = fd;
 	pfd.events = POLLIN;
 	for (;;) {
-		if ((left = deadline - monotime()) <= 0)
+		if (deadline != 0 && (left = deadline - monotime()) <= 0)
 			tunctl_unreachable(path, "no answer from tunneld "
 			    "within %d s", answer_secs);
-		if (poll(&pfd, 1, (int)(left * 1000) + 1) == -1) {
+		if (poll(&pfd, 1, deadline == 0 ? -1 :
+		    (int)(left * 1000) + 1) == -1) {
 			if (errno == EINTR)
 				continue;
 			tunctl_unreachable(path, "poll: %s", strerror(errno));
@@ -340,6 +347,9 @@ tunctl_run(const char *path, const char *line, int answer_secs)
 				tunctl_unreachable(path, "%s", strerror(errno));
 			n = 0;	/* closed before reading our request */
 		}
+		if (n == 0 && deadline == 0)
+			tunctl_unreachable(path, "tunneld closed the stream "
+			    "without a final line");
 		if (n == 0)
 			tunctl_unreachable(path, "tunneld closed the "
 			    "connection without an answer");
@@ -359,6 +369,10 @@ tunctl_run(const char *path, const char *line, int answer_secs)
 				return (code);
 			}
 			start = nl + 1 - buf;
+		}
+		if (deadline == 0 && fflush(stdout) == EOF) {
+			fprintf(stderr, "tunctl: stdout: %s\n", strerror(errno));
+			return (CTL_EXIT_REFUSED);
 		}
 		memmove(buf, buf + start, len - start);
 		len -= start;
@@ -449,6 +463,8 @@ main(int argc, char **argv)
 			continue;
 		if (strcmp(a, "--all") == 0 || strcmp(a, "-a") == 0)
 			request.all = 1;
+		else if (strcmp(a, "--follow") == 0 || strcmp(a, "-f") == 0)
+			request.follow = 1;
 		else if (strcmp(a, "--timeout") == 0 || strcmp(a, "-t") == 0 ||
 		    strncmp(a, "--timeout=", 10) == 0) {
 			if (strncmp(a, "--timeout=", 10) == 0)
@@ -497,6 +513,8 @@ main(int argc, char **argv)
 	if (request.verb == CTL_WAIT)
 		answer += request.timeout >= 0 ? request.timeout :
 		    CTL_WAIT_DEFAULT;
+	if (request.follow)
+		answer = 0;
 	if (request.verb == CTL_VERSION) {
 		printf("tunctl %s\n", TUNNELD_VERSION);
 		fflush(stdout);

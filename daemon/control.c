@@ -53,6 +53,7 @@ struct control_client {
 	struct event		*ev_wait;	/* the pending wait's deadline */
 	struct event		*ev_kick;	/* read requests next turn */
 	struct ctl_request	*pending;	/* a wait not answered yet */
+	struct events_sub	*sub;		/* following events (events.c) */
 	int			 wait_secs;
 	struct control_peer	 peer;
 	uid_t			 uid;		/* peer.uid, for the logs */
@@ -101,6 +102,8 @@ static void	control_wait_finish(struct control_client *, int);
 static int	control_reload(struct control_client *, struct ctl_request *);
 static int	control_version(struct control_client *,
 		    struct ctl_request *);
+static int	control_events(struct control_client *, struct ctl_request *);
+static void	control_events_lost(void *);
 static int	control_metrics(struct control_client *,
 		    struct ctl_request *);
 
@@ -114,6 +117,7 @@ static const struct control_handler control_handlers[] = {
 	{ CTL_WAIT,	control_wait },
 	{ CTL_RELOAD,	control_reload },
 	{ CTL_VERSION,	control_version },
+	{ CTL_EVENTS,	control_events },
 	{ CTL_METRICS,	control_metrics },
 };
 
@@ -200,6 +204,7 @@ control_shutdown(void)
 		control_client_kill(c, NULL);
 	}
 	control_reap_cb(-1, 0, NULL);
+	events_shutdown();
 
 	if (control.ev_accept != NULL)
 		event_free(control.ev_accept);
@@ -426,6 +431,8 @@ control_client_kill(struct control_client *c, const char *why)
 		log_debug("control: uid %ld pid %ld: %s", (long)c->uid,
 		    (long)c->pid, why);
 	c->dead = 1;
+	events_unsubscribe(c->sub);
+	c->sub = NULL;
 	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 	event_del(c->ev_idle);
 	event_del(c->ev_wait);
@@ -548,6 +555,13 @@ control_process(struct control_client *c)
 
 	in = bufferevent_get_input(c->bev);
 	out = bufferevent_get_output(c->bev);
+	if (c->sub != NULL) {
+		/* A follower only listens, until it goes away. */
+		evbuffer_drain(in, evbuffer_get_length(in));
+		if (c->eof)
+			control_client_kill(c, "stopped following events");
+		return;
+	}
 	while (!c->dead && !c->closing && c->pending == NULL) {
 		if (evbuffer_get_length(out) > CONTROL_OUT_PAUSE)
 			return;		/* control_write_cb comes back */
@@ -774,6 +788,8 @@ control_updown(struct control_client *c, struct ctl_request *req)
 	if ((n = control_select(c, req, &list)) == -1)
 		return (0);
 	memset(&m, 0, sizeof(m));
+	events_cause("tunctl %s by uid %ld", ctl_verbs[req->verb].name,
+	    (long)c->uid);
 	for (i = 0; i < n; i++) {
 		switch (req->verb) {
 		case CTL_UP:
@@ -797,6 +813,7 @@ control_updown(struct control_client *c, struct ctl_request *req)
 		    "; warning: " : "", list[i]->remote_kept ?
 		    list[i]->last_error : "");
 	}
+	events_cause(NULL);
 	free(list);
 	if (failed > 1)
 		control_show_msg_add(&m, " (and %d more failed)", failed - 1);
@@ -896,7 +913,8 @@ control_state_changed(void)
 
 	for (c = TAILQ_FIRST(&control.clients); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, entry);
-		if (c->pending != NULL && control_wait_done(c->pending))
+		if (c->pending != NULL && c->pending->verb == CTL_WAIT &&
+		    control_wait_done(c->pending))
 			control_wait_finish(c, CTL_EXIT_OK);
 	}
 }
@@ -938,6 +956,35 @@ control_version(struct control_client *c, struct ctl_request *req)
 	return (0);
 }
 
+/* events [--follow]: the history; then, following, events.c's lines. */
+static int
+control_events(struct control_client *c, struct ctl_request *req)
+{
+	size_t n = events_history(bufferevent_get_output(c->bev), req->json);
+
+	if (!req->follow) {
+		control_end(c, CTL_EXIT_OK, NULL);
+		return (0);
+	}
+	event_del(c->ev_idle);		/* a follower is not idle */
+	c->pending = req;		/* control_shutdown ends it */
+	c->sub = events_subscribe(c->bev, req->json, n, control_events_lost,
+	    c);
+	return (1);
+}
+
+/* A follower fell behind (events.c ended its reply): close it. */
+static void
+control_events_lost(void *arg)
+{
+	struct control_client	*c = arg;
+	struct timeval		 tv = { CONTROL_IDLE, 0 };
+
+	c->sub = NULL;
+	free(c->pending);
+	c->pending = NULL;
+	control_client_close(c);
+	evtimer_add(c->ev_idle, &tv);	/* one that never reads: closed */
 /*
  * metrics: the Prometheus text exposition (metrics.c); refused, rather than
  * dropped unanswered, when it would pass the unread-output limit.

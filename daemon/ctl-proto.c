@@ -42,6 +42,8 @@ const struct ctl_verb ctl_verbs[CTL_NVERBS] = {
 			  "NAME... [--timeout=S]" },
 	[CTL_RELOAD] =	{ "reload", 0, 0, CTL_F_MUTATING, "" },
 	[CTL_VERSION] =	{ "version", 0, 0, 0, "" },
+	[CTL_EVENTS] =	{ "events", 0, 0, CTL_F_JSON | CTL_F_FOLLOW,
+			  "[--follow]" },
 	[CTL_METRICS] =	{ "metrics", 0, 0, 0, "" },
 };
 
@@ -163,6 +165,8 @@ ctlp_option(const char *word, struct ctl_request *req, char *err,
 		flag = CTL_F_JSON;
 	else if (strcmp(word, "--all") == 0)
 		flag = CTL_F_ALL;
+	else if (strcmp(word, "--follow") == 0)
+		flag = CTL_F_FOLLOW;
 	else if (strcmp(word, "--timeout") == 0)
 		return (ctlp_fail(err, errlen, "\"--timeout\" needs a value: "
 		    "--timeout=SECONDS"));
@@ -185,6 +189,9 @@ ctlp_option(const char *word, struct ctl_request *req, char *err,
 		break;
 	case CTL_F_ALL:
 		req->all = 1;
+		break;
+	case CTL_F_FOLLOW:
+		req->follow = 1;
 		break;
 	case CTL_F_TIMEOUT:
 		if (ctlp_timeout(word + 10, &req->timeout) == -1) {
@@ -464,6 +471,8 @@ ctlp_format(const struct ctl_request *req, char *buf, size_t len)
 		CTLP_ADD(" --json");
 	if (req->all)
 		CTLP_ADD(" --all");
+	if (req->follow)
+		CTLP_ADD(" --follow");
 	if (req->timeout >= 0)
 		CTLP_ADD(" --timeout=%d", req->timeout);
 	for (i = 0; i < req->argc; i++) {

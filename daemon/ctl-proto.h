@@ -52,6 +52,7 @@ enum ctl_verb_id {
 	CTL_WAIT,
 	CTL_RELOAD,
 	CTL_VERSION,
+	CTL_EVENTS,
 	CTL_METRICS,
 	CTL_NVERBS
 };
@@ -61,6 +62,7 @@ enum ctl_verb_id {
 #define CTL_F_ALL		0x02	/* accepts --all instead of names */
 #define CTL_F_TIMEOUT		0x04	/* accepts --timeout=S */
 #define CTL_F_JSON		0x08	/* accepts --json */
+#define CTL_F_FOLLOW		0x10	/* accepts --follow */
 
 /* One verb: its name, how many names it takes, what it accepts. */
 struct ctl_verb {
@@ -83,6 +85,7 @@ struct ctl_request {
 	int		 json;		/* --json */
 	int		 all;		/* --all */
 	int		 timeout;	/* --timeout=S, -1 when not given */
+	int		 follow;	/* --follow */
 	int		 argc;
 	char		*argv[CTL_ARGS_MAX];
 	char		 buf[CTL_LINE_MAX];

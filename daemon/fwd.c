@@ -137,6 +137,7 @@ fwd_remove(struct fwd *f)
 {
 	if (f->enabled)
 		fwd_disable(f);
+	events_tunnel(f, fwd_state_name(f->state), "removed", NULL);
 	f->dead = 1;
 	TAILQ_REMOVE(fwd_list(f), f, entry);
 	TAILQ_INSERT_TAIL(&f->link->dying, f, entry);
@@ -236,6 +237,8 @@ fwd_set_state(struct fwd *f, enum fwd_state state, const char *fmt, ...)
 		va_end(ap);
 		fwd_error_stamp(f, now);
 	}
+	events_tunnel(f, fwd_state_name(f->state), fwd_state_name(state),
+	    fmt != NULL ? f->last_error : NULL);
 	if (f->state == state)
 		return;
 	log_info("tunnel %s: %s -> %s%s%s", f->tc->name,

@@ -177,6 +177,7 @@ link_remove(struct link *l)
 	TAILQ_REMOVE(&td->links, l, entry);
 	TAILQ_INSERT_TAIL(&td->dead_links, l, entry);
 	l->dead = 1;
+	events_link(l, link_state_name(l->state), "removed");
 	log_info("link %s: removed", l->hc->name);
 	tunneld_reap_soon();
 }
@@ -242,6 +243,7 @@ link_set_state(struct link *l, enum link_state state)
 
 	if (old == state)
 		return;
+	events_link(l, link_state_name(old), link_state_name(state));
 	l->state = state;
 	l->since = time(NULL);
 	l->since_mono = monotime();

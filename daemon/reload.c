@@ -260,6 +260,7 @@ reload_apply(struct conf *nc, struct reload_report *rep)
 		log_info("reload: host %s changed", l->hc->name);
 		snprintf(hname, sizeof(hname), "host %s", l->hc->name);
 		reload_name(&rep->restarted, hname);
+		events_cause("reload: host %s changed", l->hc->name);
 		link_reconfigure(l, nhc);
 	}
 
@@ -309,6 +310,8 @@ reload_apply(struct conf *nc, struct reload_report *rep)
 		    marks[i] == MARK_REMOVE ? "removed" : "replaced");
 		if (marks[i] == MARK_REMOVE)
 			reload_name(&rep->removed, fwds[i]->tc->name);
+		events_cause("reload: %s", marks[i] == MARK_REMOVE ?
+		    "removed" : "replaced");
 		fwd_remove(fwds[i]);
 	}
 
@@ -320,6 +323,7 @@ reload_apply(struct conf *nc, struct reload_report *rep)
 		ntc = reload_tunnel(nc, f->tc->name);
 		log_info("reload: tunnel %s changed", f->tc->name);
 		reload_name(&rep->restarted, f->tc->name);
+		events_cause("reload: settings changed");
 		old = f->tc;
 		f->tc = xmalloc(sizeof(*f->tc));
 		*f->tc = *ntc;
@@ -331,6 +335,7 @@ reload_apply(struct conf *nc, struct reload_report *rep)
 	}
 
 	/* New tunnels start as at start-up. */
+	events_cause("reload: started");
 	for (i = 0; i < nadded; i++) {
 		if (added[i]->tc->enabled)
 			fwd_enable(added[i]);
@@ -348,11 +353,13 @@ reload_apply(struct conf *nc, struct reload_report *rep)
 				continue;
 			snprintf(hname, sizeof(hname), "host %s", l->hc->name);
 			reload_name(&rep->disconnected, hname);
+			events_cause("reload: no tunnel uses it");
 			link_remove(l);
 			was = 1;
 		}
 	} while (was);
 
+	events_cause(NULL);
 	free(fwds);
 	free(marks);
 	free(gone);

@@ -787,6 +787,43 @@ int	 control_move(const char *, const char *, char *, size_t);
 void	 control_state_changed(void);
 void	 control_reconf(void);
 
+/* events.c */
+#define EVENTS_RING		256	/* events kept */
+#define EVENTS_REASON_MAX	200	/* bytes of a reason kept, NUL included */
+#define EVENTS_LINE_MAX		1024	/* one event as text or JSON */
+#define EVENTS_LINK		0
+#define EVENTS_TUNNEL		1
+
+/* One event of the history: fixed size. */
+struct events_entry {
+	uint64_t	 seq;		/* from 1, in order */
+	struct timespec	 time;		/* wall clock, never going back */
+	struct timespec	 last;		/* of the last repeat */
+	uint32_t	 repeats;	/* 1: happened once */
+	int		 kind;		/* EVENTS_LINK, EVENTS_TUNNEL */
+	char		 name[NAME_MAXLEN + 1];
+	char		 old[12];
+	char		 new[12];
+	char		 reason[EVENTS_REASON_MAX];
+};
+struct events_sub;
+struct evbuffer;
+struct bufferevent;
+
+void	 events_cause(const char *, ...)
+	    __attribute__((format(printf, 1, 2)));
+void	 events_link(const struct link *, const char *, const char *);
+void	 events_tunnel(const struct fwd *, const char *, const char *,
+	    const char *);
+struct events_entry *events_record(int, const char *, const char *,
+	    const char *, const char *, int *);
+int	 events_format(const struct events_entry *, int, char *, size_t);
+size_t	 events_history(struct evbuffer *, int);
+struct events_sub *events_subscribe(struct bufferevent *, int, size_t,
+	    void (*)(void *), void *);
+void	 events_unsubscribe(struct events_sub *);
+void	 events_shutdown(void);
+
 /* control_sock.c */
 int	 control_sock_bind(const char *, const char *, mode_t, dev_t *,
 	    ino_t *);

@@ -159,9 +159,9 @@ static const struct reject_case rejects[] = {
 	{ "tunneld/20 status", "protocol \"tunneld/20\" not supported" },
 	{ "TUNNELD/1 status", "a request starts with the protocol word" },
 	{ "tunneld/2", "missing verb after \"tunneld/2\" (known: status, "
-	  "links, up, down, restart, wait, reload, version, metrics)" },
+	  "links, up, down, restart, wait, reload, version, events, metrics)" },
 	{ "tunneld/2 stauts", "unknown verb \"stauts\" (known: status, "
-	  "links, up, down, restart, wait, reload, version, metrics)" },
+	  "links, up, down, restart, wait, reload, version, events, metrics)" },
 	{ "tunneld/2 STATUS", "unknown verb \"STATUS\"" },
 	{ "tunneld/2 check", "unknown verb \"check\"" },
 	/* Argument counts. */
@@ -178,6 +178,9 @@ static const struct reject_case rejects[] = {
 	/* Options. */
 	{ "tunneld/2 restart --all", "\"restart\" does not accept \"--all\"" },
 	{ "tunneld/2 status --all", "\"status\" does not accept \"--all\"" },
+	{ "tunneld/2 status --follow", "\"status\" does not accept "
+	  "\"--follow\"" },
+	{ "tunneld/2 events --follow x", "\"events\" takes no arguments" },
 	{ "tunneld/2 up pg --json", "\"up\" does not accept \"--json\"" },
 	{ "tunneld/2 version --json", "\"version\" does not accept" },
 	{ "tunneld/2 status --timeout=3", "\"status\" does not accept "
@@ -405,6 +408,22 @@ test_format(void **state)
 	assert_int_equal(back->timeout, 12);
 	assert_int_equal(back->argc, 2);
 
+	memset(&req, 0, sizeof(req));
+	req.verb = CTL_EVENTS;
+	req.timeout = -1;
+	req.json = 1;
+	req.follow = 1;
+	ctlp_format(&req, buf, sizeof(buf));
+	assert_string_equal(buf, "tunneld/2 events --json --follow\n");
+	assert_int_equal(ctlp_parse(buf, back, err, sizeof(err)), 0);
+	assert_int_equal(back->verb, CTL_EVENTS);
+	assert_int_equal(back->follow, 1);
+	assert_int_equal(back->json, 1);
+	assert_int_equal(ctlp_parse("tunneld/2 events", back, err,
+	    sizeof(err)), 0);
+	assert_int_equal(back->follow, 0);
+	req.follow = 0;
+
 	req.verb = CTL_STATUS;
 	req.timeout = -1;
 	req.json = 1;
@@ -598,7 +617,10 @@ test_verbs(void **state)
 	assert_false(ctl_verbs[CTL_METRICS].flags & CTL_F_MUTATING);
 	ctlp_verb_list(list, sizeof(list));
 	assert_string_equal(list,
-	    "status, links, up, down, restart, wait, reload, version, metrics");
+	    "status, links, up, down, restart, wait, reload, version, events, "
+	    "metrics");
+	assert_false(ctl_verbs[CTL_EVENTS].flags & CTL_F_MUTATING);
+	assert_true(ctl_verbs[CTL_EVENTS].flags & CTL_F_FOLLOW);
 	ctlp_verb_list(list, 10);
 	assert_true(strlen(list) < 10);
 }
