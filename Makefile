@@ -43,7 +43,7 @@ DAEMON_SRCS = daemon/main.c daemon/conf.c daemon/conf_daemon.c daemon/conf_value
 	      daemon/log.c daemon/logrl.c daemon/util.c
 DAEMON_SRCS += daemon/errclass.c
 CTL_SRCS    = ctl/tunctl.c daemon/ctl-proto.c daemon/conf.c daemon/conf_daemon.c daemon/conf_value.c daemon/log.c daemon/util.c
-UNIT_TESTS  = test_conf test_util test_control test_socks test_dial test_log test_metrics
+UNIT_TESTS  = test_conf test_util test_control test_socks test_dial test_log test_metrics test_events
 UNIT_TESTS += test_errclass
 UNIT_SRCS_test_errclass = tests/unit/test_errclass.c daemon/errclass.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_conf    = tests/unit/test_conf.c daemon/conf.c daemon/conf_daemon.c daemon/conf_value.c daemon/log.c daemon/util.c
@@ -53,6 +53,7 @@ UNIT_SRCS_test_socks   = tests/unit/test_socks.c daemon/socks.c
 UNIT_SRCS_test_dial    = tests/unit/test_dial.c daemon/dial.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_log     = tests/unit/test_log.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_metrics = tests/unit/test_metrics.c daemon/metrics.c daemon/metrics_http.c daemon/log.c daemon/util.c
+UNIT_SRCS_test_events  = tests/unit/test_events.c daemon/events.c daemon/log.c daemon/util.c
 # test_dial stands in for connect() to simulate addresses that never answer.
 UNIT_LDFLAGS_test_dial = -Wl,--wrap=connect
 

@@ -30,8 +30,9 @@
  * A follower is a control client (control.c owns it) whose unread output
  * this file appends lines to. Its queue is bounded: the history it was sent
  * plus EVENTS_QUEUE_MAX bytes. An event that does not fit is lost for it;
- * on the next loop turn it gets an "events lost: N" line (JSON: {"lost":N})
- * and control.c ends its reply and closes it. The loop never waits for a
+ * on the next loop turn, after what it has queued, it gets an "events
+ * lost: N" line (JSON: {"lost":N}; N: the events of that turn that did not
+ * fit), a final line, and control.c closes it once that is read. The loop never waits for a
  * follower and a follower never costs more than its bound.
  */
 #include <sys/types.h>
@@ -387,36 +388,9 @@ events_publish(struct events_entry *e)
 }
 
 /*
- * A follower fell behind: of its unread output keep only what completes the
- * line the socket has a part of, and count the other lines as lost too.
- */
-static void
-events_trim(struct events_sub *s, struct evbuffer *out)
-{
-	struct evbuffer		*keep;
-	struct evbuffer_ptr	 p;
-
-	p = evbuffer_search(out, "\n", 1, NULL);
-	if (p.pos == -1)
-		return;
-	if ((keep = evbuffer_new()) == NULL)
-		fatalx("events: evbuffer_new");
-	evbuffer_remove_buffer(out, keep, p.pos + 1);
-	evbuffer_ptr_set(out, &p, 0, EVBUFFER_PTR_SET);
-	while ((p = evbuffer_search(out, "\n", 1, &p)).pos != -1) {
-		s->lost++;
-		if (evbuffer_ptr_set(out, &p, 1, EVBUFFER_PTR_ADD) == -1)
-			break;
-	}
-	evbuffer_drain(out, evbuffer_get_length(out));
-	evbuffer_add_buffer(out, keep);
-	evbuffer_free(keep);
-}
-
-/*
- * Tell the followers that fell behind how many events they lost (those
- * not queued and those dropped from their queue) and let control.c close
- * them: what they still hold is a line or two.
+ * Tell the followers that fell behind how many events they lost (after
+ * what they still have queued) and let control.c close them once that is
+ * read (control.c gives them CONTROL_IDLE seconds).
  */
 static void
 events_drop_cb(int fd, short what, void *arg)
@@ -433,7 +407,6 @@ events_drop_cb(int fd, short what, void *arg)
 			continue;
 		TAILQ_REMOVE(&ev.subs, s, entry);
 		out = bufferevent_get_output(s->bev);
-		events_trim(s, out);
 		log_warnx("events: a follower read too slowly: %" PRIu64
 		    " events lost, closing it", s->lost);
 		if (s->json)

@@ -238,8 +238,9 @@ def test_slow_followers_bounded(sshd, env, servers):
     """50 followers that never read. While 30 tunnels flap at a steady pace
     (a down and an up of all 30, then 50 ms of rest: up to 1,200 events a
     second), `tunctl status` is as fast as under the same load without them:
-    its median within 100 ms of that one (and under 250 ms: a generous
-    bound for a loaded machine; about 70 ms on -O2 with a load of 7). Then the
+    its median within 100 ms of that one (and under 500 ms, a generous
+    bound for a loaded machine: 70-200 ms on -O2 with a load of 7, most of
+    it tunctl's own start and the flapping). Then the
     tunnels flap as fast as they can (500 times: 30,000 events, about 2 MB
     of lines per follower): the daemon's RSS grows by less than 16 MiB (each
     follower may hold the history and 64 KiB: 50 x ~85 KiB = ~4 MiB;
@@ -340,7 +341,7 @@ def test_slow_followers_bounded(sshd, env, servers):
     assert paced >= 5, paced
     assert p50 < b50 + 0.1 * SLACK, (base, lat)
     assert p95 < b95 + 0.5 * SLACK, (base, lat)
-    assert p50 < 0.25 * SLACK, (base, lat)
+    assert p50 < 0.5 * SLACK, (base, lat)
     assert growth < mem_limit(16, 64), "RSS grew by %.1f MiB" % growth
     # The daemon is fine: it still answers on the same connection.
     _request(ctl, "tunneld/2 events")
