@@ -237,10 +237,11 @@ def _status_latency(sock, n):
 def test_slow_followers_bounded(sshd, env, servers):
     """50 followers that never read. While 30 tunnels flap at a steady pace
     (a down and an up of all 30, then 50 ms of rest: up to 1,200 events a
-    second), `tunctl status` is as fast as under the same load without them:
-    its median within 100 ms of that one (and under 500 ms, a generous
-    bound for a loaded machine: 70-200 ms on -O2 with a load of 7, most of
-    it tunctl's own start and the flapping). Then the
+    second), `tunctl status` is about as fast as under the same load without
+    them: its median at most 1.5 times that one plus 100 ms (generous: on a
+    machine with a load of 7, 70-200 ms on -O2 and about 1 s under ASan,
+    most of it tunctl's own start, with or without followers; a loop that
+    waited for a follower would take seconds or for ever). Then the
     tunnels flap as fast as they can (500 times: 30,000 events, about 2 MB
     of lines per follower): the daemon's RSS grows by less than 16 MiB (each
     follower may hold the history and 64 KiB: 50 x ~85 KiB = ~4 MiB;
@@ -288,11 +289,11 @@ def test_slow_followers_bounded(sshd, env, servers):
             stop.set()
             th.join(30)
 
-    base = paced_latency(15)                # the same load, no follower
+    base = paced_latency(10)                # the same load, no follower
     rss0 = proc_rss_kb(d.pid)
     slow = [_raw_follower(d.sock) for _ in range(50)]
     flaps[0] = 0
-    lat = paced_latency(15)
+    lat = paced_latency(10)
     paced = flaps[0]
 
     rss_max = [rss0]
@@ -339,9 +340,9 @@ def test_slow_followers_bounded(sshd, env, servers):
          (b50 * 1000, b95 * 1000, paced * 60, p50 * 1000, p95 * 1000,
           cycles * 60, fast, growth))
     assert paced >= 5, paced
-    assert p50 < b50 + 0.1 * SLACK, (base, lat)
-    assert p95 < b95 + 0.5 * SLACK, (base, lat)
-    assert p50 < 0.5 * SLACK, (base, lat)
+    # Generous: tunctl's own start dominates and the machine is shared.
+    assert p50 < 1.5 * b50 + 0.1 * SLACK, (base, lat)
+    assert p95 < 2 * b95 + 0.5 * SLACK, (base, lat)
     assert growth < mem_limit(16, 64), "RSS grew by %.1f MiB" % growth
     # The daemon is fine: it still answers on the same connection.
     _request(ctl, "tunneld/2 events")
