@@ -120,6 +120,33 @@ def test_history_text_and_json(sshd, env, servers):
     assert code == 2 and "takes no arguments" in err, (code, err)
 
 
+def test_reload_events(sshd, env, servers):
+    """A reload's changes carry their cause: a removed tunnel goes down and
+    then "removed", an added one starts, each with "reload: ..."."""
+    echo = servers(echo_handler)
+    a = local("a", tcp_listen(free_port()), echo.target)
+    b = local("b", tcp_listen(free_port()), echo.target)
+    c = local("c", tcp_listen(free_port()), echo.target)
+    d = env.start([a, b], sshd=sshd)
+    assert d.tunctl("wait", "a", "b", "--timeout", "15")[0] == 0
+    env.write_conf([a, c], sshd=sshd)
+    code, out, err = d.tunctl("reload")
+    assert code == 0 and "removed 1 (b)" in out, (code, out, err)
+    assert d.tunctl("wait", "c", "--timeout", "15")[0] == 0
+    evs = [json.loads(ln) for ln in history(d, "--json")]
+    b_ev = [(e["old"], e["new"], e["reason"]) for e in evs
+            if e["name"] == "b"]
+    assert b_ev[-2:] == [("up", "down", "reload: removed"),
+                         ("down", "removed", "reload: removed")], b_ev
+    c_ev = [(e["old"], e["new"], e["reason"]) for e in evs
+            if e["name"] == "c"]
+    assert c_ev and c_ev[0][0] == "down" and \
+        c_ev[0][2] == "reload: started", c_ev
+    assert c_ev[-1][1] == "up", c_ev
+    assert not [e for e in evs if e["name"] == "a" and
+                e["reason"] and e["reason"].startswith("reload")], evs
+
+
 @pytest.mark.limit(120)
 def test_follow_sshd_restart(own_sshd, env, servers):
     """A follower sees the history, then the link go down and come back
