@@ -100,6 +100,8 @@ fuzz_predict(const struct ctl_request *req, int *bad)
 		n += strlen(" --json");
 	if (req->all)
 		n += strlen(" --all");
+	if (req->follow)
+		n += strlen(" --follow");
 	if (req->timeout >= 0)
 		n += strlen(" --timeout=") + fuzz_digits(req->timeout);
 	for (i = 0; i < req->argc; i++) {
@@ -129,6 +131,7 @@ fuzz_same(const struct ctl_request *a, const struct ctl_request *b)
 	CHECK(a->verb == b->verb);
 	CHECK(a->json == b->json);
 	CHECK(a->all == b->all);
+	CHECK(a->follow == b->follow);
 	CHECK(a->timeout == b->timeout);
 	CHECK(a->argc == b->argc);
 	for (i = 0; i < a->argc; i++)
@@ -158,6 +161,8 @@ fuzz_accepted(const struct ctl_request *req, const char *line, size_t len)
 	CHECK(req->all == 0 || req->all == 1);
 	CHECK(!req->json || (v->flags & CTL_F_JSON));
 	CHECK(!req->all || (v->flags & CTL_F_ALL));
+	CHECK(req->follow == 0 || req->follow == 1);
+	CHECK(!req->follow || (v->flags & CTL_F_FOLLOW));
 	CHECK(req->timeout == -1 || (v->flags & CTL_F_TIMEOUT));
 	CHECK(req->timeout >= -1 && req->timeout <= CTL_WAIT_MAX);
 	CHECK(req->argc >= v->min_args && req->argc <= v->max_args);
