@@ -10,7 +10,8 @@
  * bytes (the read watermark stops reading beyond it), requests are handled
  * one at a time, no new request is read while more than CONTROL_OUT_PAUSE
  * bytes of replies are unread, and a client whose unread output passes
- * CONTROL_OUT_MAX is dropped.
+ * CONTROL_OUT_MAX is dropped. A follower of events has the bound events.c
+ * gives it, and is not idle.
  *
  * At most CONTROL_CLIENTS_MAX clients are served at once; root (and the
  * daemon's own user) may use CONTROL_CLIENTS_RESERVE more, so that however
