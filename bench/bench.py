@@ -1386,23 +1386,7 @@ class Bench:
     def wan_loss(self, topo, ns_host, ifname, permille):
         """Drop permille / 1000 of the TCP packets each way on the
         namespace's end of the veth (nftables); 0 removes the rule."""
-        topo.run(ns_host, "nft", "delete", "table", "inet", "tdwan")
-        if not permille:
-            return
-        rules = ("table inet tdwan {\n"
-                 " chain in { type filter hook input priority 0;"
-                 " iifname \"%s\" meta l4proto tcp"
-                 " numgen random mod 1000 < %d drop; }\n"
-                 " chain out { type filter hook output priority 0;"
-                 " oifname \"%s\" meta l4proto tcp"
-                 " numgen random mod 1000 < %d drop; }\n}\n" % (
-                     ifname, permille, ifname, permille))
-        path = self.path("wan-loss.nft")
-        with open(path, "w") as f:
-            f.write(rules)
-        code, _, err = topo.run(ns_host, "nft", "-f", path)
-        if code != 0:
-            raise RuntimeError("nft: %s" % err.strip())
+        topo.drop(ns_host, ifname, permille, table="tdwan")
 
     def wan_size(self, rtt, rate):
         """Bytes per run: about secs for the slower side (OpenSSH, which

@@ -11,6 +11,7 @@ import itertools
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 
@@ -104,6 +105,19 @@ def tdir(workdir):
     d = os.path.join(workdir, "t%d" % next(_counter))
     os.makedirs(d)
     return d
+
+
+@pytest.fixture(scope="session")
+def loadgen(workdir):
+    """bench/loadgen.c (its delay relay: a WAN in user space), built once
+    for the run."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    out = os.path.join(workdir, "loadgen")
+    subprocess.run(["cc", "-std=gnu11", "-D_GNU_SOURCE", "-O2", "-o", out,
+                    os.path.join(root, "bench", "loadgen.c")], check=True,
+                   timeout=60, stdin=subprocess.DEVNULL)
+    return out
 
 
 class Keys:

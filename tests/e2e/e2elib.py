@@ -345,6 +345,46 @@ def source_handler(data):
     return handler
 
 
+class DelayRelay:
+    """bench/loadgen.c's delay relay (a WAN in user space: the kernel has
+    no netem) in front of 127.0.0.1:to, rtt_ms round trip, at most queue
+    bytes held each way; listening on listen inside the network namespace
+    netns (a name under /run/netns) when given, else on 127.0.0.1.  It
+    ends TCP on both sides: a path through it is two TCP connections.
+    A context manager; .port is where it listens."""
+
+    def __init__(self, loadgen, to, rtt_ms, queue=4 << 20, netns=None,
+                 listen=None, max_time=300):
+        cmd = [loadgen, "delay", "--to", str(to), "--delay",
+               str(rtt_ms / 2.0), "--queue", str(queue), "--max-time",
+               str(max_time)]
+        if netns:
+            cmd += ["--netns", "/run/netns/" + netns, "--listen", listen]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL)
+        line = self.proc.stdout.readline().decode()
+        if not line.startswith("port "):
+            self.stop()
+            raise RuntimeError("loadgen delay did not start: %r" % line)
+        self.port = int(line.split()[1])
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc.stdout.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
 # ---------------------------------------------------------------------------
 # Processes
 
@@ -378,6 +418,22 @@ def proc_descendants(pid):
                 out.append(c)
                 todo.append(c)
     return out
+
+
+def proc_fds(pid):
+    """How many descriptors a process has open."""
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def small_quarantine():
+    """daemon_env for a memory test under ASan: a 16 MB quarantine, so
+    that RSS shows what the daemon keeps, not the freed chunks of
+    thousands of connections that ASan holds back (256 MB by default).
+    None for the -O2 build."""
+    if os.environ.get("ASAN_OPTIONS"):
+        return {"ASAN_OPTIONS": os.environ["ASAN_OPTIONS"] +
+                ":quarantine_size_mb=16"}
+    return None
 
 
 def proc_rss_kb(pid):

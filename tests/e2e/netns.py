@@ -720,6 +720,32 @@ class Topology:
             sh(IP, *nsargs, "-%d" % net.version, "route", "del", str(net),
                "dev", self.blackholes[ns])
 
+    def drop(self, host, ifname, permille=1000, table="tddrop"):
+        """Drop packets both ways on host's interface ifname (nftables,
+        input and output hooks, in host's namespace only): every packet
+        with permille 1000 (a black hole that also cuts what is already
+        connected, unlike blackhole()), else permille / 1000 of the TCP
+        packets at random; 0 removes the table again.  One table per
+        name and host; it goes with the namespace at teardown anyway.
+        The veth keeps its segmentation offloads, so a dropped TCP
+        packet may be a burst of up to 64 KiB."""
+        assert host is not None, "nftables rules only in our namespaces"
+        self.run(host, "nft", "delete", "table", "inet", table)
+        if not permille:
+            return
+        match = "" if permille >= 1000 else \
+            " meta l4proto tcp numgen random mod 1000 < %d" % permille
+        rules = ("table inet %s {\n"
+                 " chain in { type filter hook input priority 0;"
+                 " iifname \"%s\"%s drop; }\n"
+                 " chain out { type filter hook output priority 0;"
+                 " oifname \"%s\"%s drop; }\n}\n" % (
+                     table, ifname, match, ifname, match))
+        path = os.path.join(self.dir, "%s-%s.nft" % (table, host))
+        with open(path, "w") as f:
+            f.write(rules)
+        self.run(host, "nft", "-f", path, check=True)
+
     def hosts_file(self, host, names, prefer_order=True):
         """Names for processes started in host with ip netns exec (which
         bind-mounts /etc/netns/<ns>/* over /etc/*): names is {name: [addr,

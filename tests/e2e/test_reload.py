@@ -16,8 +16,9 @@ import pytest
 from e2elib import (SLACK, connect, echo_handler, free_port,
                     known_hosts_line, local, log_event, log_events,
                     mem_limit, note,
-                    port_refuses, proc_rss_kb, recv_all, recv_exact, remote,
-                    sink_handler, tcp_listen)
+                    port_refuses, proc_fds, proc_rss_kb, recv_all,
+                    recv_exact, remote, sink_handler, small_quarantine,
+                    tcp_listen)
 
 
 def tag_handler(tag):
@@ -50,10 +51,6 @@ def reload_ok(d):
 
 def rewrite(env, sshd, tunnels, **kw):
     env.write_conf(tunnels, sshd=sshd, **kw)
-
-
-def fds(pid):
-    return len(os.listdir("/proc/%d/fd" % pid))
 
 
 @pytest.fixture
@@ -408,14 +405,8 @@ def test_reload_200_times_with_traffic(sshd, env, tagged):
              [steady, local("x", tcp_listen(px), b.target),
               remote("ry", tcp_listen(py), a.target)],
              [steady, local("z", tcp_listen(py), b.target)]]
-    # Under ASan a small quarantine, so that RSS shows what the daemon
-    # keeps, not the freed chunks of thousands of echo connections that
-    # ASan holds back (256 MB by default).
-    denv = None
-    if os.environ.get("ASAN_OPTIONS"):
-        denv = {"ASAN_OPTIONS": os.environ["ASAN_OPTIONS"] +
-                ":quarantine_size_mb=16"}
-    d = env.start(confs[0], sshd=sshd, daemon_env=denv)
+    # Under ASan a small quarantine (e2elib.small_quarantine).
+    d = env.start(confs[0], sshd=sshd, daemon_env=small_quarantine())
     assert d.tunctl("wait", "steady", "x", "--timeout", "15")[0] == 0
     stop = threading.Event()
     seen = {"ok": 0, "errors": []}
@@ -441,14 +432,14 @@ def test_reload_200_times_with_traffic(sshd, env, tagged):
             rewrite(env, sshd, confs[i % 3])
             reload_ok(d)
         settle()
-        fd0, rss0 = fds(d.pid), proc_rss_kb(d.pid)
+        fd0, rss0 = proc_fds(d.pid), proc_rss_kb(d.pid)
         t0 = time.monotonic()
         for i in range(200):
             rewrite(env, sshd, confs[i % 3])
             reload_ok(d)
         dt = time.monotonic() - t0
         settle()
-        fd1, rss1 = fds(d.pid), proc_rss_kb(d.pid)
+        fd1, rss1 = proc_fds(d.pid), proc_rss_kb(d.pid)
     finally:
         stop.set()
         t.join(30)

@@ -2,7 +2,7 @@
 that stops reading still bounds what the daemon holds.
 
 The link runs through the bench's delay relay (`loadgen delay`, built from
-bench/loadgen.c into the test's directory): 150 ms round trip (long enough
+bench/loadgen.c once per run: conftest's loadgen fixture): 150 ms round trip (long enough
 that a loaded ASan build still moves half a window per round), at most
 4 MiB held each way.
 """
@@ -10,49 +10,24 @@ that a loaded ASan build still moves half a window per round), at most
 import hashlib
 import os
 import re
-import subprocess
 import time
 
 import pytest
 
 import e2elib
-from e2elib import (Firehose, connect, local, mem_limit, note, proc_rss_kb,
-                    recv_all, recv_exact, source_handler, tcp_listen)
+from e2elib import (DelayRelay, Firehose, connect, local, mem_limit, note,
+                    proc_rss_kb, recv_all, recv_exact, source_handler,
+                    tcp_listen)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
 LIBSSH_WINDOW = 1280000
 RTT_MS = 150
-
-
-@pytest.fixture(scope="module")
-def loadgen(tmp_path_factory):
-    """bench/loadgen.c, built for this module."""
-    out = str(tmp_path_factory.mktemp("loadgen") / "loadgen")
-    subprocess.run(["cc", "-std=gnu11", "-D_GNU_SOURCE", "-O2", "-o", out,
-                    os.path.join(ROOT, "bench", "loadgen.c")], check=True,
-                   timeout=60, stdin=subprocess.DEVNULL)
-    return out
 
 
 @pytest.fixture
 def relay(loadgen, sshd):
     """A delay relay in front of the module's sshd: its port."""
-    p = subprocess.Popen([loadgen, "delay", "--to", str(sshd.port),
-                          "--delay", str(RTT_MS / 2), "--queue",
-                          str(4 << 20), "--max-time", "300"],
-                         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    try:
-        line = p.stdout.readline().decode()
-        assert line.startswith("port "), line
-        yield int(line.split()[1])
-    finally:
-        p.terminate()
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
+    with DelayRelay(loadgen, sshd.port, RTT_MS) as r:
+        yield r.port
 
 
 def start_via_relay(env, port, tunnels):
