@@ -37,6 +37,13 @@
 /* The agent's key list must come within this (at most half the attempt). */
 #define HANDSHAKE_AGENT_LIST_TIMEOUT	5.0
 
+/*
+ * What a server may send before its banner: RFC 4253 allows other lines
+ * first (libssh skips them, however many), OpenSSH's client takes lines
+ * of up to 8 KiB. More than that and no "SSH-" line: not an SSH server.
+ */
+#define HANDSHAKE_PREBANNER_MAX		(8 * 1024)
+
 /* The largest identity file we read (OpenSSH's MAX_KEY_FILE_SIZE). */
 #define HANDSHAKE_KEY_MAX		(1024 * 1024)
 
@@ -72,6 +79,13 @@ handshake_step(struct link *l)
 
 	if (l->phase == PHASE_HANDSHAKE) {
 		rc = ssh_connect(l->session);
+		if (rc == SSH_AGAIN && ssh_get_serverbanner(l->session) == NULL &&
+		    l->sockc.in_bytes > HANDSHAKE_PREBANNER_MAX) {
+			link_fail(l, "SSH handshake with %s failed: %llu bytes "
+			    "and no SSH banner: not an SSH server", l->peer,
+			    (unsigned long long)l->sockc.in_bytes);
+			return (-1);
+		}
 		if (rc == SSH_AGAIN)
 			return (0);
 		if (rc != SSH_OK) {
@@ -86,6 +100,33 @@ handshake_step(struct link *l)
 		l->auth_notes[0] = '\0';
 	}
 	return (handshake_auth(l));
+}
+
+/*
+ * What a handshake that ran out of time was waiting for: the server's
+ * banner (nothing came, or only lines that are not SSH), or the end of the
+ * key exchange with the server that sent the banner.
+ */
+const char *
+handshake_stalled(struct link *l, char *buf, size_t len)
+{
+	const char	*banner = NULL;
+	char		 q[128];
+
+	if (l->session != NULL)
+		banner = ssh_get_serverbanner(l->session);
+	if (banner != NULL) {
+		format_quoted(banner, q, sizeof(q));
+		snprintf(buf, len, "SSH handshake: key exchange with %s "
+		    "unfinished", q);
+	} else if (l->sockc.in_bytes == 0)
+		snprintf(buf, len, "SSH handshake: the server sent nothing, "
+		    "not even its banner");
+	else
+		snprintf(buf, len, "SSH handshake: no SSH banner in the %llu "
+		    "bytes the server sent",
+		    (unsigned long long)l->sockc.in_bytes);
+	return (buf);
 }
 
 /* The name known_hosts files use: host, or [host]:port off port 22. */

@@ -650,7 +650,8 @@ link_timer_cb(int fd, short what, void *arg)
 		    l->peer[0] != '\0' ? l->peer : l->hc->address,
 		    l->hc->connect_timeout,
 		    l->phase == PHASE_TCP ? "TCP connect" :
-		    l->phase == PHASE_HANDSHAKE ? "SSH handshake" :
+		    l->phase == PHASE_HANDSHAKE ?
+		    handshake_stalled(l, why, sizeof(why)) :
 		    handshake_waiting(l, why, sizeof(why)));
 		return;
 	}

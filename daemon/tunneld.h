@@ -613,6 +613,7 @@ int	 jump_in_use(const struct link *);
 /* handshake.c */
 int	 handshake_step(struct link *);
 const char *handshake_waiting(struct link *, char *, size_t);
+const char *handshake_stalled(struct link *, char *, size_t);
 
 /* known_hosts.c */
 int	 known_hosts_add(const char *, const char *, char *, size_t);
