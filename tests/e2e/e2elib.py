@@ -369,13 +369,7 @@ class DelayRelay:
         self.port = int(line.split()[1])
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
         self.proc.stdout.close()
 
     def __enter__(self):
@@ -418,6 +412,17 @@ def proc_descendants(pid):
                 out.append(c)
                 todo.append(c)
     return out
+
+
+def terminate(proc, timeout=5):
+    """SIGTERM a subprocess we started, SIGKILL it if it lingers."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def proc_fds(pid):

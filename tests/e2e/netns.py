@@ -829,7 +829,7 @@ class Topology:
     def server(self, host, handler, addr, **kw):
         """An in-process e2elib.Server (any handler, .accepted, .errors)
         whose listening socket lives in host's namespace."""
-        s = in_netns(self.ns(host), Server, handler, addr, **kw)
+        s = in_netns(self.ns(host), lambda: Server(handler, addr, **kw))
         self.servers.append(s)
         return s
 

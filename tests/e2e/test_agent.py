@@ -18,7 +18,8 @@ import time
 import pytest
 
 from e2elib import (SLACK, Sshd, echo_handler, echo_roundtrip, free_port,
-                    local, log_event, note, run_tunctl, ssh_keygen, tcp_listen)
+                    local, log_event, note, run_tunctl, ssh_keygen, tcp_listen,
+                    terminate)
 
 ASKPASS = """#!/bin/sh
 # Asked to confirm a key: say so, then answer what the test writes into
@@ -102,13 +103,7 @@ class Agent:
     def close(self):
         self.answer("no")           # releases an askpass still waiting
         self.cont()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
 
 
 class AgentKeys:
