@@ -179,7 +179,7 @@ def heal_and_wait(topo, d, host, lk, c):
     return t_up - t_heal, bound
 
 
-@pytest.mark.limit(150)
+@pytest.mark.limit(240)
 def test_blackhole_during_transfer(topo, env):
     """A black hole on one link while 64 MiB flow through it, and 64 MiB
     through another link of the same server: the first link is declared
@@ -214,7 +214,8 @@ def test_blackhole_during_transfer(topo, env):
         cut.join(SLACK + 5)
         assert not cut.is_alive(), "the cut connection hangs"
         assert cut.how is not None and cut.n < SIZE, (cut.n, cut.how)
-        closed_after = cut.ended - t_dead
+        # (The log stamp has millisecond steps: never below 0.)
+        closed_after = max(0.0, cut.ended - t_dead)
         assert closed_after <= SLACK, closed_after
         time.sleep(1.5)             # a few attempts into the black hole
     finally:
@@ -223,7 +224,7 @@ def test_blackhole_during_transfer(topo, env):
     with connect(("127.0.0.1", pb)) as s:
         got = recv_all(s)
     assert len(got) == SIZE and hashlib.sha256(got).hexdigest() == digest
-    ok.join(60)
+    ok.join(120)
     assert (ok.how, ok.n, ok.digest) == ("eof", SIZE, digest), \
         (ok.how, ok.n)
     assert state_changes(d, "ok", t_start) == [], "link ok left up"
@@ -270,7 +271,7 @@ def test_blackhole_idle(topo, env):
     assert up_dt <= up_bound, up_dt
 
 
-@pytest.mark.limit(90)
+@pytest.mark.limit(180)
 def test_short_blackhole_loses_nothing(topo, env):
     """A black hole of 1.5 s (keepalive 2 s x 3: dead only after 8 s)
     during a 64 MiB transfer: every byte arrives, the link never leaves
@@ -292,7 +293,7 @@ def test_short_blackhole_loses_nothing(topo, env):
         time.sleep(1.5)
     finally:
         topo.drop("s", lk.b_if, 0)
-    r.join(60)
+    r.join(120)
     assert (r.how, r.n, r.digest) == ("eof", SIZE, digest), (r.how, r.n)
     lk_ = d.link("s")
     figures("short black hole 1.5s (dead bound %ds)" % dead_bound(PATIENT),
@@ -324,7 +325,9 @@ def test_loss_2pct_50ms(topo, env, sshd, keys, loadgen, servers):
     dynamic kinds send, the relay's kernel what the remote kinds send
     back, and the SSH session on top sees the relay's 50 ms round trip
     (its windows, its keepalives). Loss after the relay would hit only
-    loopback sockets in the root namespace, never the daemon's."""
+    loopback sockets in the root namespace, never the daemon's. What no
+    user-space relay can give: the retransmitting TCP itself sees the
+    veth's round trip, not the 50 ms (the relay acknowledges at once)."""
     topo.host("wan")
     lk = topo.link(None, "wan", family=4)
     # One MSS per packet both ways, so that 2 % of the packets is 2 % of

@@ -103,8 +103,8 @@ def test_sshd_restart_loop(own_sshd, env, servers):
          "(after the recovery: %d of %d ok), slowest %.2fs; link left up "
          "%d times, state %s at the last restart; up %.2fs after it "
          "(bound %.1fs); fds %d -> %d, RSS %d -> %d kB" % (
-             len(results), counts, late.count("ok"), len(late), slowest, downs, lk["state"],
-             up_dt, bound, fd0, fd1, rss0, rss1))
+             len(results), counts, late.count("ok"), len(late), slowest,
+             downs, lk["state"], up_dt, bound, fd0, fd1, rss0, rss1))
     assert hung == 0, "%d clients still hanging" % hung
     assert set(counts) <= {"ok", "closed"}, counts
     assert late and set(late) == {"ok"}, late
