@@ -986,6 +986,8 @@ control_events_lost(void *arg)
 	c->pending = NULL;
 	control_client_close(c);
 	evtimer_add(c->ev_idle, &tv);	/* one that never reads: closed */
+}
+
 /*
  * metrics: the Prometheus text exposition (metrics.c); refused, rather than
  * dropped unanswered, when it would pass the unread-output limit.
