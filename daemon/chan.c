@@ -95,6 +95,8 @@ chan_alloc(struct fwd *f, const char *peer)
 	    (c->pend = evbuffer_new()) == NULL ||
 	    (c->ev_wait = evtimer_new(td->base, chan_wait_cb, c)) == NULL)
 		fatalx("chan_alloc: out of memory");
+	membudget_track(c->out);
+	membudget_track(c->pend);
 	TAILQ_INSERT_TAIL(&f->chans, c, entry);
 	f->conns_active++;
 	f->conns_total++;
@@ -247,6 +249,7 @@ chan_free(struct chan *c)
 {
 	if (c == NULL)
 		return;
+	membudget_forget(c);
 	window_release(c);
 	if (c->ch != NULL) {
 		ssh_remove_channel_callbacks(c->ch, &c->cb);
@@ -260,6 +263,8 @@ chan_free(struct chan *c)
 	if (c->ev_wait != NULL)
 		event_free(c->ev_wait);
 	free(c->socks);
+	membudget_untrack(c->out);
+	membudget_untrack(c->pend);
 	if (c->out != NULL)
 		evbuffer_free(c->out);
 	if (c->pend != NULL)
@@ -352,6 +357,7 @@ chan_link_lost(struct chan *c)
 		ssh_remove_channel_callbacks(c->ch, &c->cb);
 		ssh_channel_free(c->ch);
 		c->ch = NULL;
+		window_release(c);	/* what libssh held is gone */
 	}
 	chan_unlist(c);
 	/* A dynamic client still in its SOCKS handshake needs no link yet. */
@@ -868,6 +874,10 @@ chan_pump_open(struct chan *c)
 	while (!c->local_eof && !c->eof_sent && !c->remote_closed) {
 		if (budget == 0 || l->turn_budget == 0) {
 			chan_want(c);	/* more next turn, others first */
+			break;
+		}
+		if (membudget_full()) {
+			membudget_wait(c);	/* the daemon holds enough */
 			break;
 		}
 		win = ssh_channel_window_size(c->ch);

@@ -809,6 +809,7 @@ conf_parse(struct conf_ctx *cx, const config_setting_t *root,
 	conf->control_socket = xstrdup(DEFAULT_SOCKET_PATH);
 	conf->status_gid = (gid_t)-1;
 	conf->log_level = LOGL_INFO;
+	conf->max_buffered = MAXBUF_DEFAULT;
 	if (daemon != NULL)
 		conf_daemon(cx, daemon, conf);
 

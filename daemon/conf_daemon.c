@@ -1,7 +1,7 @@
 /*
  * conf_daemon.c: the daemon block of tunnels.conf: the control socket and
  * who may use it (control_group, status_group), the metrics listener, the
- * log level.
+ * log level, the bound on bytes buffered for all connections (max_buffered).
  */
 #include <sys/types.h>
 
@@ -14,7 +14,7 @@
 #include "tunneld.h"
 
 #define ALLOWED_DAEMON	"control_socket, control_group, status_group, " \
-			"metrics_listen, log_level"
+			"metrics_listen, log_level, max_buffered"
 #define METRICS_FORMS	"\"\" for none, PORT, ADDR:PORT, [IPV6]:PORT or *:PORT"
 
 static void	 conf_status_group(struct conf_ctx *,
@@ -105,6 +105,9 @@ conf_daemon(struct conf_ctx *cx, const config_setting_t *g, struct conf *conf)
 			conf_metrics_listen(cx, s, name, &conf->metrics_listen);
 		else if (strcmp(name, "log_level") == 0)
 			conf_log_level(cx, s, name, &conf->log_level);
+		else if (strcmp(name, "max_buffered") == 0)
+			conf_int(cx, s, name, MAXBUF_MIN, MAXBUF_MAX,
+			    &conf->max_buffered);
 		else
 			conf_err(cx, s, NULL, "unknown setting \"%s\" "
 			    "(allowed: " ALLOWED_DAEMON ")", name);

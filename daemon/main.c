@@ -272,6 +272,8 @@ main(int argc, char *argv[])
 	if ((td->ev_reap = event_new(td->base, -1, 0, tunneld_reap_cb,
 	    NULL)) == NULL)
 		fatalx("event_new failed");
+	membudget_init();
+	membudget_set_cap((uint64_t)td->conf->max_buffered << 20);
 
 	sock = td->socket_path != NULL ? td->socket_path :
 	    td->conf->control_socket;
@@ -322,6 +324,7 @@ main(int argc, char *argv[])
 	metrics_http_stop();
 	sdfds_free();
 	notify_free();
+	membudget_free();
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_hup);

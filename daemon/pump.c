@@ -10,6 +10,11 @@
  * chan its turn, collects the answer to the global request in flight,
  * flushes, and re-arms the event.
  *
+ * While the daemon's memory budget is full (membudget.c) the socket is not
+ * read: the server is held back by TCP rather than filling libssh's
+ * buffers. A link carried through another link is read all the same: its
+ * bytes are here already, and reading them drains the carrier's chan.
+ *
  * Global requests (keepalives, tcpip-forward, cancels) go through the
  * link's queue in greq.c, one at a time. Liveness is judged by packets
  * received (the session's packet counter), not by the keepalive's reply.
@@ -34,6 +39,7 @@ static int	pump_read(struct link *);
 static void	pump_chans(struct link *);
 static int	pump_check_session(struct link *);
 static int	pump_out_blocked(struct link *, int);
+static int	pump_read_paused(const struct link *);
 
 /* The session is handed to libssh: watch its socket. */
 void
@@ -47,6 +53,7 @@ pump_start(struct link *l)
 		fatalx("pump_start: out of memory");
 	event_add(l->ev_io, NULL);
 	l->want_write = 0;
+	l->read_paused = 0;
 	l->out_blocked = 0;
 }
 
@@ -97,20 +104,36 @@ pump_out_blocked(struct link *l, int rc)
 	return (rc == SSH_AGAIN || sendq_pending(l->fd) > 0);
 }
 
-/* Arm EV_WRITE only while libssh has output the kernel did not take. */
+/* The session is up and the memory budget full: leave its socket unread. */
+static int
+pump_read_paused(const struct link *l)
+{
+	return (l->sev != NULL && l->hop == NULL && membudget_full());
+}
+
+/*
+ * Arm EV_WRITE only while libssh has output the kernel did not take, and
+ * EV_READ unless reading is paused.
+ */
 void
 pump_update_event(struct link *l)
 {
-	short ev = EV_READ | EV_PERSIST;
+	short	ev = EV_PERSIST;
+	int	paused = pump_read_paused(l);
 
-	if (l->ev_io == NULL || l->want_write == l->out_blocked)
+	if (l->ev_io == NULL || (l->want_write == l->out_blocked &&
+	    l->read_paused == paused))
 		return;
+	if (!paused)
+		ev |= EV_READ;
 	if (l->out_blocked)
 		ev |= EV_WRITE;
 	event_del(l->ev_io);
 	event_assign(l->ev_io, td->base, l->fd, ev, pump_io_cb, l);
-	event_add(l->ev_io, NULL);
+	if (ev != EV_PERSIST)
+		event_add(l->ev_io, NULL);
 	l->want_write = l->out_blocked;
+	l->read_paused = paused;
 }
 
 /*
@@ -234,7 +257,7 @@ pump_run(struct link *l)
 	/* The turn's small packets leave in one segment (sendq.c). */
 	sendq_cork(l->fd);
 	/* A kick (a chan has work) needs no read: the socket event will say. */
-	if (l->readable) {
+	if (l->readable && !pump_read_paused(l)) {
 		l->readable = 0;
 		if (pump_read(l) == -1) {
 			sendq_uncork(l->fd);
@@ -290,7 +313,8 @@ pump_run(struct link *l)
 void
 pump_keepalive_tick(struct link *l)
 {
-	if (l->pktc.in_packets != l->ka_rx_mark) {
+	if (l->pktc.in_packets != l->ka_rx_mark || l->read_paused) {
+		/* Unread packets are no sign of a dead peer. */
 		l->ka_rx_mark = l->pktc.in_packets;
 		l->ka_missed = 0;
 	} else if (++l->ka_missed >= l->hc->keepalive_count_max) {

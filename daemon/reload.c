@@ -369,7 +369,10 @@ reload_apply(struct conf *nc, struct reload_report *rep)
 	free(added);
 }
 
-/* Settings of the daemon itself: the log level, the control socket. */
+/*
+ * Settings of the daemon itself: the log level, max_buffered, the control
+ * socket.
+ */
 static void
 reload_daemon(struct conf *oc, struct conf *nc, char *note, size_t len)
 {
@@ -381,6 +384,10 @@ reload_daemon(struct conf *oc, struct conf *nc, char *note, size_t len)
 	if (!td->verbose && nc->log_level != oc->log_level) {
 		log_setlevel(nc->log_level);
 		log_info("reload: log level now %d", nc->log_level);
+	}
+	if (nc->max_buffered != oc->max_buffered) {
+		membudget_set_cap((uint64_t)nc->max_buffered << 20);
+		log_info("reload: max_buffered now %d MiB", nc->max_buffered);
 	}
 	control_reconf();	/* status_group: the socket's mode */
 	if (td->socket_path != NULL)

@@ -151,6 +151,7 @@ struct conf {
 	gid_t			 status_gid;	/* status_group's, at load */
 	struct endpoint		 metrics_listen;	/* port 0: none */
 	enum log_level		 log_level;
+	int			 max_buffered;	/* MiB, all connections */
 	struct host_conf	*hosts;
 	int			 nhosts;
 	struct tunnel_conf	*tunnels;
@@ -266,6 +267,7 @@ struct link {
 	struct ssh_counter_struct pktc;		/* SSH packets in and out */
 	int			 want_write;	/* EV_WRITE armed */
 	int			 readable;	/* the socket event saw EV_READ */
+	int			 read_paused;	/* EV_READ off: memory budget */
 	int			 in_pump;
 
 	/* Timers and events, all owned. */
@@ -403,6 +405,9 @@ struct chan {
 	uint64_t		 win_mark;	/* win_rx when the round began */
 	double			 win_epoch;	/* monotonic: the round began */
 	double			 win_rtt;	/* the channel open's round trip */
+
+	TAILQ_ENTRY(chan)	 budget_entry;	/* waiting for membudget.c */
+	int			 budget_wait;	/* on that list */
 };
 
 TAILQ_HEAD(linklist, link);
@@ -647,6 +652,21 @@ int	 greq_pending(struct link *, enum greq_type, struct fwd *);
 void	 greq_forget(struct link *, struct fwd *);
 void	 greq_clear(struct link *);
 void	 greq_run(struct link *);
+
+/* membudget.c */
+#define MAXBUF_DEFAULT	256		/* max_buffered, MiB */
+#define MAXBUF_MIN	16
+#define MAXBUF_MAX	65536
+void	 membudget_init(void);
+void	 membudget_free(void);
+void	 membudget_set_cap(uint64_t);
+void	 membudget_track(struct evbuffer *);
+void	 membudget_untrack(struct evbuffer *);
+void	 membudget_adjust(int64_t);
+int	 membudget_full(void);
+void	 membudget_wait(struct chan *);
+void	 membudget_forget(struct chan *);
+void	 membudget_stats(uint64_t *, uint64_t *, uint64_t *, uint64_t *);
 
 /* sendq.c */
 void	 sendq_attach(int);

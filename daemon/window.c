@@ -53,6 +53,7 @@ static uint64_t	window_extra;		/* granted beyond WINDOW_BASE */
 static uint64_t	window_budget = WINDOW_BUDGET;
 
 static void	window_round(struct chan *, double);
+static void	window_kept(struct chan *, uint32_t);
 static uint32_t	window_max(const struct chan *);
 
 /* The daemon's bound on window beyond libssh's own, all chans together. */
@@ -60,6 +61,14 @@ void
 window_set_budget(uint64_t bytes)
 {
 	window_budget = bytes;
+}
+
+/* libssh now holds n bytes for the chan: the memory budget counts them. */
+static void
+window_kept(struct chan *c, uint32_t n)
+{
+	membudget_adjust((int64_t)n - (int64_t)c->win_kept);
+	c->win_kept = n;
 }
 
 /* The largest window a chan of this link may grant (host max_window). */
@@ -95,14 +104,14 @@ window_data(struct chan *c, size_t len, size_t n)
 		 */
 		c->win = c->win_left = WINDOW_BASE;
 		c->win_epoch = monotime();
-		c->win_kept = (uint32_t)(len - n);
+		window_kept(c, (uint32_t)(len - n));
 		c->win_rx += n;
 		c->win_mark = c->win_rx;
 		return (0);
 	}
 	fresh = len > c->win_kept ? len - c->win_kept : 0;
 	c->win_left -= fresh < c->win_left ? (uint32_t)fresh : c->win_left;
-	c->win_kept = (uint32_t)(len - n);
+	window_kept(c, (uint32_t)(len - n));
 	c->win_rx += n;
 	if (c->win_kept > 0 || c->win_topup)
 		return (0);
@@ -114,12 +123,12 @@ void
 window_read(struct chan *c, int rd, size_t want)
 {
 	if (rd <= 0 || (size_t)rd < want) {
-		c->win_kept = 0;	/* it copied all it held */
+		window_kept(c, 0);	/* it copied all it held */
 		if (rd <= 0)
 			return;
 	} else
-		c->win_kept -= (size_t)rd < c->win_kept ? (uint32_t)rd :
-		    c->win_kept;
+		window_kept(c, c->win_kept - ((size_t)rd < c->win_kept ?
+		    (uint32_t)rd : c->win_kept));
 	c->win_rx += (uint64_t)rd;
 }
 
@@ -194,11 +203,15 @@ window_topup(struct chan *c, void *buf, size_t buflen)
 	}
 	if (c->win - c->win_left < c->win / 4)
 		return (0);
+	if (membudget_full()) {
+		membudget_wait(c);	/* granted again once it drains */
+		return (0);
+	}
 	now = monotime();
 	window_round(c, now);
 	/* libssh grants count less what it holds, which is nothing. */
 	c->win_left = c->win;
-	c->win_kept = 0;
+	window_kept(c, 0);
 	c->win_topup = 1;
 	rd = ssh_channel_read_timeout(c->ch, buf, c->win, 0, 0);
 	c->win_topup = 0;
@@ -213,12 +226,16 @@ window_topup(struct chan *c, void *buf, size_t buflen)
 	return (rd);
 }
 
-/* The chan is freed: its window no longer counts against the budget. */
+/*
+ * The chan's channel is freed: its window no longer counts against the
+ * budget, nor what libssh held for it.
+ */
 void
 window_release(struct chan *c)
 {
 	uint64_t extra;
 
+	window_kept(c, 0);
 	if (c->win <= WINDOW_BASE)
 		return;
 	extra = c->win - WINDOW_BASE;

@@ -352,6 +352,7 @@ test_defaults(void **state)
 	assert_string_equal(conf->control_socket, "/run/tunneld/control.sock");
 	assert_null(conf->control_group);
 	assert_int_equal(conf->log_level, LOGL_INFO);
+	assert_int_equal(conf->max_buffered, 256);
 	assert_int_equal(conf->nhosts, 1);
 	h = &conf->hosts[0];
 	assert_string_equal(h->name, "db");
@@ -821,6 +822,35 @@ test_daemon(void **state)
 		assert_int_equal(conf->log_level, levels[i].level);
 		conf_free(conf);
 	}
+	conf = expect_ok("daemon: { max_buffered = 16; };");
+	assert_int_equal(conf->max_buffered, 16);
+	conf_free(conf);
+	conf = expect_ok("daemon: { max_buffered = 65536; };");
+	assert_int_equal(conf->max_buffered, 65536);
+	conf_free(conf);
+	expect_errors(
+	    "daemon: {\n"
+	    "  max_buffered = 15;\n"
+	    "};\n",
+	    "t.conf:2: daemon: max_buffered: 15 is out of range 16-65536\n");
+	expect_errors(
+	    "daemon: {\n"
+	    "  max_buffered = 65537;\n"
+	    "};\n",
+	    "t.conf:2: daemon: max_buffered: 65537 is out of range "
+	    "16-65536\n");
+	expect_errors(
+	    "daemon: {\n"
+	    "  max_buffered = \"256M\";\n"
+	    "};\n",
+	    "t.conf:2: daemon: max_buffered: must be an integer "
+	    "(16-65536)\n");
+	expect_errors(
+	    "daemon: {\n"
+	    "  max_buffered = 99999999999;\n"
+	    "};\n",
+	    "t.conf:2: daemon: max_buffered: 99999999999 is out of range "
+	    "16-65536\n");
 	conf = expect_ok("daemon: { control_group = \"_tunnel-1.x$\"; };");
 	assert_string_equal(conf->control_group, "_tunnel-1.x$");
 	conf_free(conf);
@@ -841,7 +871,7 @@ test_daemon(void **state)
 	    "warning, notice, info, debug\n"
 	    "t.conf:5: daemon: unknown setting \"pidfile\" (allowed: "
 	    "control_socket, control_group, status_group, metrics_listen, "
-	    "log_level)\n");
+	    "log_level, max_buffered)\n");
 	expect_errors(
 	    "daemon: {\n"
 	    "  control_socket = \"/run/tunneld/\";\n"
