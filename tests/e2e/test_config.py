@@ -180,3 +180,29 @@ def test_missing_file_and_version(tdir):
     p = subprocess.run([TUNNELD_BIN, "-V"], capture_output=True, text=True,
                        timeout=10)
     assert p.returncode == 0 and "0.1.0" in p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("value,what", [
+    ("8", "max_buffered: 8 is out of range 16-65536"),
+    ("65537", "max_buffered: 65537 is out of range 16-65536"),
+    ('"256M"', "max_buffered: must be an integer (16-65536)"),
+    ("1.5", "max_buffered: must be an integer (16-65536)"),
+])
+def test_max_buffered_checked(env, tdir, value, what):
+    """The daemon block's max_buffered: out of range or not an integer is
+    an error with file:line, for tunneld -t and tunctl check alike."""
+    body = tunnel("") + "\n);\n"
+    p = write(env, "mb.conf", body)
+    with open(p) as f:
+        text = f.read().replace("daemon: { ", "daemon: {\n  max_buffered = %s;"
+                                "\n  " % value, 1)
+    with open(p, "w") as f:
+        f.write(text)
+    for code, out in (tunneld_t(p), check(p, tdir)):
+        assert code == 1, out
+        assert re.search(r"mb\.conf:3: daemon: " + re.escape(what), out), out
+    with open(p, "w") as f:
+        f.write(text.replace("max_buffered = %s;" % value,
+                             "max_buffered = 16;"))
+    code, out = tunneld_t(p)
+    assert code == 0, out

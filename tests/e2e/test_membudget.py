@@ -403,3 +403,25 @@ def test_local_link_stalled(env, own_sshd, hold):
     assert grown < rss_bound_kb(), \
         "daemon RSS grew by %d kB with max_buffered %d MiB (%d MiB " \
         "pushed)" % (grown, CAP_MIB, pushed >> 20)
+
+
+def test_reload_applies(env, sshd, hold):
+    """A reload applies a new max_buffered at once; a bad one changes
+    nothing."""
+    p = e2elib.free_port()
+    d = start_capped(env, sshd, [local("l", tcp_listen(p), hold.target)])
+    with open(d.conf) as f:
+        text = f.read()
+    with open(d.conf, "w") as f:
+        f.write(text.replace("max_buffered = %d;" % CAP_MIB,
+                             "max_buffered = 64;"))
+    code, out, err = d.tunctl("reload")
+    assert code == 0, (code, out, err)
+    e2elib.log_event(d.log, r"reload: max_buffered now 64 MiB")
+    with open(d.conf, "w") as f:
+        f.write(text.replace("max_buffered = %d;" % CAP_MIB,
+                             "max_buffered = 0;"))
+    code, out, err = d.tunctl("reload")
+    assert code != 0 and "max_buffered: 0 is out of range 16-65536" in \
+        out + err, (code, out, err)
+    assert not e2elib.log_events(d.log, r"max_buffered now 0")
