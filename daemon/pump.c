@@ -270,7 +270,8 @@ pump_run(struct link *l)
 	 * channel open, which polling for forwarded channels overwrites.
 	 */
 	pump_chans(l);
-	if (l->session != NULL && l->nremote > 0)
+	/* Polling for forwarded channels reads the socket: not while paused. */
+	if (l->session != NULL && l->nremote > 0 && !pump_read_paused(l))
 		fwd_remote_accept(l);
 	if (l->session == NULL) {
 		l->in_pump = 0;
