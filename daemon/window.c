@@ -46,7 +46,10 @@
 
 #define WINDOW_BASE	1280000		/* libssh 0.10's WINDOWBASE */
 #define WINDOW_RTT_DEFAULT 0.1		/* seconds, until one is measured */
-/* Window beyond WINDOW_BASE all chans together may grant. */
+/*
+ * Window beyond WINDOW_BASE all chans together may grant: max_buffered
+ * (membudget_set_cap), this until the configuration is read.
+ */
 #define WINDOW_BUDGET	((uint64_t)256 * 1024 * 1024)
 
 static uint64_t	window_extra;		/* granted beyond WINDOW_BASE */
