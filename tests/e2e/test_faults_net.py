@@ -45,7 +45,11 @@ PATIENT = dict(NET, keepalive_interval=2, keepalive_count_max=3)
 
 
 def dead_bound(c):
-    return c["keepalive_interval"] * (c["keepalive_count_max"] + 1)
+    """SPEC's bound, plus what a loaded machine adds: the last keepalive tick
+    can fall just inside the bound and run a few ms late (3.03 s seen for a
+    3 s bound under ASan at load 7), and t_bh is taken before nft returns."""
+    return c["keepalive_interval"] * (c["keepalive_count_max"] + 1) + \
+        0.1 * SLACK
 
 
 def backoff_d(n, c):
