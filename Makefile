@@ -40,10 +40,11 @@ SAN_CFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 
 DAEMON_SRCS = daemon/main.c daemon/conf.c daemon/conf_daemon.c daemon/conf_value.c daemon/link.c daemon/dial.c daemon/jump.c daemon/handshake.c daemon/known_hosts.c daemon/agent.c daemon/greq.c daemon/sendq.c daemon/pump.c \
 	      daemon/chan.c daemon/window.c daemon/membudget.c daemon/chan_connect.c daemon/chan_socks.c daemon/socks.c daemon/fwd.c daemon/fwd_local.c daemon/fwd_remote.c daemon/control.c daemon/control_verbs.c daemon/control_access.c daemon/control_sock.c daemon/control_show.c daemon/events.c daemon/reload.c daemon/notify.c daemon/sdfds.c daemon/ctl-proto.c daemon/metrics.c daemon/metrics_http.c \
+	      daemon/netwatch.c daemon/resolvwatch.c daemon/resume.c \
 	      daemon/log.c daemon/logrl.c daemon/util.c
 DAEMON_SRCS += daemon/errclass.c
 CTL_SRCS    = ctl/tunctl.c daemon/ctl-proto.c daemon/conf.c daemon/conf_daemon.c daemon/conf_value.c daemon/log.c daemon/util.c
-UNIT_TESTS  = test_conf test_util test_control test_socks test_dial test_log test_metrics test_events
+UNIT_TESTS  = test_conf test_util test_control test_socks test_dial test_log test_metrics test_events test_resume
 UNIT_TESTS += test_errclass
 UNIT_SRCS_test_errclass = tests/unit/test_errclass.c daemon/errclass.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_conf    = tests/unit/test_conf.c daemon/conf.c daemon/conf_daemon.c daemon/conf_value.c daemon/log.c daemon/util.c
@@ -54,6 +55,7 @@ UNIT_SRCS_test_dial    = tests/unit/test_dial.c daemon/dial.c daemon/log.c daemo
 UNIT_SRCS_test_log     = tests/unit/test_log.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_metrics = tests/unit/test_metrics.c daemon/metrics.c daemon/metrics_http.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_events  = tests/unit/test_events.c daemon/events.c daemon/log.c daemon/util.c
+UNIT_SRCS_test_resume  = tests/unit/test_resume.c daemon/resume.c
 # test_dial stands in for connect() to simulate addresses that never answer.
 UNIT_LDFLAGS_test_dial = -Wl,--wrap=connect
 

@@ -204,6 +204,13 @@ dial_cancel(struct dial *d)
 	evdns_getaddrinfo_cancel(req);	/* may free d: touch it no more */
 }
 
+/* Is the dial still waiting for its lookup (not a cancelled shell)? */
+int
+dial_resolving(const struct dial *d)
+{
+	return (d != NULL && d->resolving && !d->cancelled);
+}
+
 /* A numeric IPv4 or IPv6 address: the only one to try, no lookup. */
 static int
 dial_numeric(struct dial *d)

@@ -162,6 +162,8 @@ greq_done(struct link *l, struct greq *g, int rc, int bound)
 		metrics_rtt_observe(&l->stats, l->rtt_us / 1e6);
 		log_debug("link %s: keepalive answered in %ld us",
 		    l->hc->name, l->rtt_us);
+		if (l->probe_start > 0 && l->greq_sent >= l->probe_start)
+			link_probe_answered(l);
 		break;
 	case GREQ_LISTEN:
 		if (g->port != 0)

@@ -37,6 +37,7 @@ static void	link_dial_cb(int, const char *, const char *, void *);
 static void	link_timer_cb(int, short, void *);
 static void	link_keepalive_cb(int, short, void *);
 static void	link_kick_cb(int, short, void *);
+static void	link_probe_cb(int, short, void *);
 static void	link_close_session(struct link *);
 static void	link_schedule_retry(struct link *, int, int);
 static int	link_enabled_fwds(struct link *);
@@ -91,7 +92,8 @@ link_new(const struct host_conf *hc)
 	if ((l->ev_timer = evtimer_new(td->base, link_timer_cb, l)) == NULL ||
 	    (l->ev_keepalive = event_new(td->base, -1, EV_PERSIST,
 	    link_keepalive_cb, l)) == NULL ||
-	    (l->ev_kick = event_new(td->base, -1, 0, link_kick_cb, l)) == NULL)
+	    (l->ev_kick = event_new(td->base, -1, 0, link_kick_cb, l)) == NULL ||
+	    (l->ev_probe = evtimer_new(td->base, link_probe_cb, l)) == NULL)
 		fatalx("link_new: out of memory");
 	TAILQ_INSERT_TAIL(&td->links, l, entry);
 	return (l);
@@ -162,6 +164,7 @@ link_free(struct link *l)
 	event_free(l->ev_timer);
 	event_free(l->ev_keepalive);
 	event_free(l->ev_kick);
+	event_free(l->ev_probe);
 	link_hc_free(l->hc);
 	free(l);
 }
@@ -472,6 +475,8 @@ link_close_session(struct link *l)
 		l->dial = NULL;
 	}
 	evtimer_del(l->ev_keepalive);
+	evtimer_del(l->ev_probe);
+	l->probe_start = 0;
 	event_del(l->ev_kick);
 	jump_cut(l);
 	link_drop_channels(l);
@@ -697,6 +702,64 @@ link_keepalive_cb(int fd, short what, void *arg)
 	if (l->state != LINK_UP)
 		return;
 	pump_keepalive_tick(l);
+}
+
+/*
+ * The network changed (netwatch.c): is the session still carried? A
+ * keepalive goes out (one already sent may have been answered before
+ * the change: it does not count, nor does any other packet the server
+ * sent before it), and its answer must come within secs, else the link
+ * is dead. A probe still out keeps its deadline through later changes.
+ */
+void
+link_probe(struct link *l, double secs)
+{
+	struct timeval	 tv;
+	struct greq	*g;
+	int		 queued = 0;
+
+	if (l->state != LINK_UP || l->session == NULL || l->probe_start > 0)
+		return;
+	l->probe_start = monotime();
+	l->probe_wait = secs;
+	tv.tv_sec = (time_t)secs;
+	tv.tv_usec = (suseconds_t)((secs - (double)tv.tv_sec) * 1e6);
+	evtimer_add(l->ev_probe, &tv);
+	TAILQ_FOREACH(g, &l->greqs, entry) {
+		if (g->type == GREQ_KEEPALIVE &&
+		    (g != TAILQ_FIRST(&l->greqs) || !l->greq_busy))
+			queued = 1;	/* not sent yet: it will do */
+	}
+	if (!queued)
+		greq_push(l, GREQ_KEEPALIVE, NULL, NULL, 0);
+	log_debug("link %s: probe sent, %.1f s to answer", l->hc->name, secs);
+}
+
+/* greq.c: a keepalive sent since the probe began has been answered. */
+void
+link_probe_answered(struct link *l)
+{
+	if (l->probe_start == 0)
+		return;
+	log_debug("link %s: probe answered in %.0f ms", l->hc->name,
+	    (monotime() - l->probe_start) * 1e3);
+	l->probe_start = 0;
+	evtimer_del(l->ev_probe);
+}
+
+/* A probe's deadline passed with no answer: the link is dead. */
+static void
+link_probe_cb(int fd, short what, void *arg)
+{
+	struct link *l = arg;
+
+	(void)fd;
+	(void)what;
+	if (l->state != LINK_UP || l->probe_start == 0)
+		return;
+	l->probe_start = 0;
+	link_fail(l, "no answer to a probe %.1f s after a network change",
+	    l->probe_wait);
 }
 
 /*

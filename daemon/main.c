@@ -260,15 +260,12 @@ main(int argc, char *argv[])
 	raise_nofile();
 	if ((td->base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
-	td->dns = evdns_base_new(td->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-	    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-	if (td->dns == NULL) {
-		/* No usable resolv.conf: names from /etc/hosts still work. */
-		if ((td->dns = evdns_base_new(td->base,
-		    EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL)
-			fatalx("evdns_base_new failed");
-		evdns_base_load_hosts(td->dns, NULL);
-	}
+	/* resolvwatch.c reads resolv.conf and the hosts file, now and anew. */
+	if ((td->dns = evdns_base_new(td->base,
+	    EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL)
+		fatalx("evdns_base_new failed");
+	netwatch_init();
+	resolvwatch_init();
 	if ((td->ev_reap = event_new(td->base, -1, 0, tunneld_reap_cb,
 	    NULL)) == NULL)
 		fatalx("event_new failed");
@@ -329,6 +326,8 @@ main(int argc, char *argv[])
 	event_free(ev_int);
 	event_free(ev_hup);
 	event_free(td->ev_reap);
+	resolvwatch_free();
+	netwatch_free();
 	evdns_base_free(td->dns, 0);
 	event_base_free(td->base);
 	conf_free(td->conf);

@@ -275,6 +275,7 @@ struct link {
 	struct event		*ev_timer;	/* connect deadline or backoff */
 	struct event		*ev_keepalive;
 	struct event		*ev_kick;	/* run the pump on the next turn */
+	struct event		*ev_probe;	/* a network change's probe deadline */
 
 	/* Keepalive and the global-request slot. */
 	uint64_t		 ka_rx_mark;	/* pktc.in_packets at the last tick */
@@ -285,6 +286,8 @@ struct link {
 	TAILQ_HEAD(, leftover)	 leftovers;	/* the server kept these */
 	int			 nleftovers;
 	int			 cancel_refused;	/* the server did once */
+	double			 probe_start;	/* monotonic; 0: no probe out */
+	double			 probe_wait;	/* its deadline, seconds */
 
 	int			 out_blocked;	/* session output not flushed */
 	size_t			 turn_budget;	/* client bytes left this turn */
@@ -585,6 +588,7 @@ typedef void (*dial_cb)(int, const char *, const char *, void *);
 struct dial *dial_start(const char *, const char *, int, double, dial_cb,
 	    void *);
 void	 dial_cancel(struct dial *);
+int	 dial_resolving(const struct dial *);
 
 /* link.c */
 struct link *link_new(const struct host_conf *);
@@ -604,6 +608,8 @@ void	 link_set_connecting(struct link *);
 void	 link_wait(struct link *);
 void	 link_connect_now(struct link *);
 const char *link_state_name(enum link_state);
+void	 link_probe(struct link *, double);
+void	 link_probe_answered(struct link *);
 void	 link_kick(struct link *);
 int	 link_fd_lost(struct link *);
 
@@ -891,6 +897,28 @@ void	 metrics_http_start(const struct endpoint *);
 void	 metrics_http_reconf(const struct endpoint *, char *, size_t);
 void	 metrics_http_stop(void);
 void	 metrics_http_render(struct evbuffer *);
+
+/* netwatch.c: what changed, as netwatch_changed() is told */
+#define NETWATCH_ADDR		0x01	/* an address came or went */
+#define NETWATCH_ROUTE		0x02	/* a route came or went */
+#define NETWATCH_OVERRUN	0x04	/* netlink messages were lost */
+#define NETWATCH_RESOLVER	0x08	/* resolv.conf or the hosts file */
+#define NETWATCH_RESUME		0x10	/* the machine slept */
+void	 netwatch_init(void);
+void	 netwatch_free(void);
+void	 netwatch_changed(unsigned int);
+
+/* resolvwatch.c */
+void	 resolvwatch_init(void);
+void	 resolvwatch_free(void);
+
+/* resume.c */
+struct resume_clock {
+	double	gap;		/* CLOCK_BOOTTIME - CLOCK_MONOTONIC */
+	int	primed;
+};
+double	 resume_check(struct resume_clock *, double, double);
+int	 resume_clocks(double *, double *);
 
 /* notify.c */
 void	 notify_init(void);
