@@ -707,9 +707,12 @@ link_keepalive_cb(int fd, short what, void *arg)
 /*
  * The network changed (netwatch.c): is the session still carried? A
  * keepalive goes out (one already sent may have been answered before
- * the change: it does not count, nor does any other packet the server
- * sent before it), and its answer must come within secs, else the link
- * is dead. A probe still out keeps its deadline through later changes.
+ * the change: it does not count, nor does a packet the server sent just
+ * before it), and its answer must come within secs. Without it the link
+ * is dead, unless the server's packets still arrived in the second half
+ * of that time: then the path works and the answer only waits behind
+ * data queued ahead of it (a bulk transfer on a slow path). A probe
+ * still out keeps its deadline through later changes.
  */
 void
 link_probe(struct link *l, double secs)
@@ -722,8 +725,9 @@ link_probe(struct link *l, double secs)
 		return;
 	l->probe_start = monotime();
 	l->probe_wait = secs;
-	tv.tv_sec = (time_t)secs;
-	tv.tv_usec = (suseconds_t)((secs - (double)tv.tv_sec) * 1e6);
+	l->probe_half = 0;
+	tv.tv_sec = (time_t)(secs / 2);
+	tv.tv_usec = (suseconds_t)((secs / 2 - (double)tv.tv_sec) * 1e6);
 	evtimer_add(l->ev_probe, &tv);
 	TAILQ_FOREACH(g, &l->greqs, entry) {
 		if (g->type == GREQ_KEEPALIVE &&
@@ -747,17 +751,35 @@ link_probe_answered(struct link *l)
 	evtimer_del(l->ev_probe);
 }
 
-/* A probe's deadline passed with no answer: the link is dead. */
+/*
+ * Half a probe's time passed: count the packets from now on. All of it
+ * passed with no answer: the link is dead, unless packets still came.
+ */
 static void
 link_probe_cb(int fd, short what, void *arg)
 {
-	struct link *l = arg;
+	struct link	*l = arg;
+	struct timeval	 tv;
 
 	(void)fd;
 	(void)what;
 	if (l->state != LINK_UP || l->probe_start == 0)
 		return;
+	if (!l->probe_half) {
+		l->probe_half = 1;
+		l->probe_mark = l->pktc.in_packets;
+		tv.tv_sec = (time_t)(l->probe_wait / 2);
+		tv.tv_usec = (suseconds_t)((l->probe_wait / 2 -
+		    (double)tv.tv_sec) * 1e6);
+		evtimer_add(l->ev_probe, &tv);
+		return;
+	}
 	l->probe_start = 0;
+	if (l->pktc.in_packets != l->probe_mark) {
+		log_debug("link %s: probe not answered yet, but packets "
+		    "arrive: the path works", l->hc->name);
+		return;
+	}
 	link_fail(l, "no answer to a probe %.1f s after a network change",
 	    l->probe_wait);
 }

@@ -288,6 +288,8 @@ struct link {
 	int			 cancel_refused;	/* the server did once */
 	double			 probe_start;	/* monotonic; 0: no probe out */
 	double			 probe_wait;	/* its deadline, seconds */
+	int			 probe_half;	/* in its second half */
+	uint64_t		 probe_mark;	/* pktc.in_packets at the half */
 
 	int			 out_blocked;	/* session output not flushed */
 	size_t			 turn_budget;	/* client bytes left this turn */

@@ -16,6 +16,7 @@ import ipaddress
 import os
 import re
 import sys
+import threading
 import time
 
 from e2elib import SLACK, free_port, log_event, log_events, note
@@ -29,13 +30,32 @@ def local_t(port, via="srv"):
             "listen": "127.0.0.1:%d" % port, "target": "127.0.0.1:22"}
 
 
+def v4_only(topo, host):
+    """No IPv6 in host: its links' link-local addresses (and their
+    duplicate address detection, a second later) would be changes of
+    their own in the middle of a test."""
+    sh(IP, "netns", "exec", topo.ns(host), "sysctl", "-q", "-w",
+       "net.ipv6.conf.all.disable_ipv6=1",
+       "net.ipv6.conf.default.disable_ipv6=1")
+
+
 def pair(topo):
     """c (tunneld) <-> s (sshd), IPv4."""
     topo.host("c")
     topo.host("s")
+    v4_only(topo, "c")
     lk = topo.link("c", "s", family=4)
     topo.sshd("s", addrs=[lk.b4])
     return lk
+
+
+def long_backoff(d):
+    """Wait for the link in backoff with at least 5 s to go; return it."""
+    quiet(d)
+    d.wait_for(lambda: d.link("srv")["state"] == "backoff" and
+               (d.link("srv")["next_retry_seconds"] or 0) >= 5, 15,
+               what="link srv in a long backoff")
+    return d.link("srv")
 
 
 def quiet(d, timeout=10.0):
@@ -63,6 +83,7 @@ def test_route_back_ends_long_backoff(topo, env, keys):
     is up within 1 s (+ MARGIN), not after the backoff."""
     for h in ("c", "r", "s"):
         topo.host(h)
+    v4_only(topo, "c")
     l0 = topo.link("c", "r", family=4)
     l1 = topo.link("r", "s", family=4)
     topo.forwarding("r")
@@ -195,8 +216,7 @@ def test_name_added_to_hosts_file(topo, env, keys):
         hosts={"srv": {"address": "srvname", "port": 22}},
         defaults={"backoff_initial": 20.0, "backoff_max": 60.0},
         known_hosts=known_hosts_for("srvname", 22, keys.host_pub))
-    d.wait_link("srv", "backoff", timeout=10)
-    lkj = d.link("srv")
+    lkj = long_backoff(d)
     assert "cannot resolve srvname" in lkj["last_error"], lkj
     time.sleep(0.3)
     t0 = time.time()
@@ -276,8 +296,7 @@ def test_resolv_conf_replaced(topo, env, keys, tdir):
         known_hosts=known_hosts_for("srv.example.test", 22, keys.host_pub),
         daemon_env={"TUNNELD_RESOLV_CONF": resolv,
                     "TUNNELD_HOSTS": hosts})
-    d.wait_link("srv", "backoff", timeout=10)
-    lkj = d.link("srv")
+    lkj = long_backoff(d)
     assert "cannot resolve srv.example.test" in lkj["last_error"], lkj
     pid = d.pid
     time.sleep(0.3)
@@ -309,3 +328,72 @@ def test_resolv_conf_replaced(topo, env, keys, tdir):
         f.write("nameserver 127.0.0.1\nnameserver 127.0.0.53\n")
     time.sleep(0.5)
     assert not log_events(d.log, r"^resolver: ", after=t2)
+
+
+def test_probe_behind_bulk_upload(topo, env, keys):
+    """A bulk upload over a slow path (c's side shaped to 512 kbit/s): the
+    probe's keepalive waits behind megabytes of queued data, far longer
+    than 2 s, but the server's window adjusts keep arriving: a harmless
+    network change must not kill the busy link."""
+    lk = pair(topo)
+    sink = topo.sink_server("s", lk.b4, 9000)
+    port = free_port()
+    d = topo.start_tunneld(
+        env, "c", [{"name": "up", "type": "local", "via": "srv",
+                    "listen": "127.0.0.1:%d" % port,
+                    "target": sink.target}],
+        hosts={"srv": {"address": lk.b4, "port": 22}},
+        defaults={"keepalive_interval": 30, "keepalive_count_max": 3},
+        known_hosts=known_hosts_for(lk.b4, 22, keys.host_pub))
+    d.wait_link("srv", "up", timeout=15)
+    sh(IP, "netns", "exec", topo.ns("c"), "tc", "qdisc", "add", "dev",
+       lk.a_if, "root", "tbf", "rate", "512kbit", "burst", "32kbit",
+       "latency", "400ms")
+    quiet(d)
+    s = topo.connect("c", ("127.0.0.1", port))
+    s.settimeout(1.0)
+    stop = threading.Event()
+
+    def upload():
+        chunk = b"x" * 65536
+        end = time.monotonic() + 30
+        while not stop.is_set() and time.monotonic() < end:
+            try:
+                s.send(chunk)
+            except OSError:
+                pass            # a full buffer: 1 s timeout, try again
+    th = threading.Thread(target=upload, daemon=True)
+    th.start()
+    try:
+        # Wait until the session's socket holds 300 KB (4.7 s at 512
+        # kbit/s) the kernel has not sent: a keepalive now waits behind it.
+        deadline = time.monotonic() + 15
+        while True:
+            out = sh(IP, "netns", "exec", topo.ns("c"), "ss", "-tnH",
+                     "dst", lk.b4)
+            q = [int(l.split()[2]) for l in out.splitlines() if l.strip()]
+            if q and max(q) >= 300000:
+                break
+            assert time.monotonic() < deadline, out
+            time.sleep(0.1)
+        t0 = time.time()
+        dests = str(ipaddress.ip_address(lk.a4) + 100)
+        sh(IP, "-n", topo.ns("c"), "route", "add", dests, "via", lk.b4)
+        log_event(d.log, r"^network change \d+ \(route", after=t0,
+                  timeout=2)
+        time.sleep(2.5 + MARGIN)
+        ok = log_events(d.log, r"^link srv: probe not answered yet, but "
+                        r"packets arrive", after=t0)
+        with open(d.log, errors="replace") as f:
+            lines = [l for l in f if "probe" in l]
+        note("netwatch: probe during a 512 kbit/s upload (%d KB unsent on "
+             "the session's socket): %s" % (max(q) >> 10,
+                                            lines[-1].split(": ", 1)[-1]
+                                            .strip() if lines else "?"))
+        assert ok, "".join(lines[-5:])
+        assert not log_events(d.log, r"no answer to a probe", after=t0)
+        assert d.link("srv")["state"] == "up"
+    finally:
+        stop.set()
+        th.join(5)
+        s.close()
