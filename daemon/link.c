@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <libgen.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -752,8 +753,13 @@ link_probe_answered(struct link *l)
 }
 
 /*
- * Half a probe's time passed: count the packets from now on. All of it
- * passed with no answer: the link is dead, unless packets still came.
+ * Half a probe's time passed: count from now on the packets that arrive
+ * and the bytes of ours the server's TCP acknowledges. All of it passed
+ * with no answer: the link is dead, unless either grew. (During a slow
+ * upload the server may send no SSH packet for many seconds, OpenSSH
+ * adjusting the window once per megabyte, but its TCP acknowledges our
+ * data. Its ACKs alone would not do: when only our way is cut, the
+ * server's retransmissions keep arriving.)
  */
 static void
 link_probe_cb(int fd, short what, void *arg)
@@ -768,6 +774,7 @@ link_probe_cb(int fd, short what, void *arg)
 	if (!l->probe_half) {
 		l->probe_half = 1;
 		l->probe_mark = l->pktc.in_packets;
+		l->probe_acked = netwatch_tcp_acked(l->fd);
 		tv.tv_sec = (time_t)(l->probe_wait / 2);
 		tv.tv_usec = (suseconds_t)((l->probe_wait / 2 -
 		    (double)tv.tv_sec) * 1e6);
@@ -780,8 +787,14 @@ link_probe_cb(int fd, short what, void *arg)
 		    "arrive: the path works", l->hc->name);
 		return;
 	}
-	link_fail(l, "no answer to a probe %.1f s after a network change",
-	    l->probe_wait);
+	if (l->hc->jump[0] == '\0' &&
+	    netwatch_tcp_acked(l->fd) > l->probe_acked) {
+		log_debug("link %s: probe not answered yet, but the server "
+		    "acknowledges our data: the path works", l->hc->name);
+		return;
+	}
+	link_fail(l, "no answer to a probe %.1f s after a network change: "
+	    "link declared dead", l->probe_wait);
 }
 
 /*

@@ -29,10 +29,13 @@
  */
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#include <linux/tcp.h>
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -299,6 +302,25 @@ netwatch_round_cb(int fd, short what, void *arg)
 		log_info("network change %lu (%s): %d link%s probed, %d "
 		    "retried now", r->count, why, probed, probed == 1 ? "" :
 		    "s", retried);
+}
+
+/*
+ * How many bytes of ours the peer's TCP has acknowledged on a socket
+ * (tcpi_bytes_acked, Linux 4.1; glibc's struct tcp_info stops short of
+ * it, hence linux/tcp.h here). 0 when not known: not TCP, an old kernel.
+ */
+uint64_t
+netwatch_tcp_acked(int fd)
+{
+	struct tcp_info	ti;
+	socklen_t	len = sizeof(ti);
+
+	memset(&ti, 0, sizeof(ti));
+	if (fd == -1 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) ==
+	    -1 || len < offsetof(struct tcp_info, tcpi_bytes_acked) +
+	    sizeof(ti.tcpi_bytes_acked))
+		return (0);
+	return (ti.tcpi_bytes_acked);
 }
 
 /* Every NETWATCH_CLOCK_EVERY seconds: did the machine sleep meanwhile? */

@@ -290,6 +290,7 @@ struct link {
 	double			 probe_wait;	/* its deadline, seconds */
 	int			 probe_half;	/* in its second half */
 	uint64_t		 probe_mark;	/* pktc.in_packets at the half */
+	uint64_t		 probe_acked;	/* our bytes acked, at the half */
 
 	int			 out_blocked;	/* session output not flushed */
 	size_t			 turn_budget;	/* client bytes left this turn */
@@ -909,6 +910,7 @@ void	 metrics_http_render(struct evbuffer *);
 void	 netwatch_init(void);
 void	 netwatch_free(void);
 void	 netwatch_changed(unsigned int);
+uint64_t netwatch_tcp_acked(int);
 
 /* resolvwatch.c */
 void	 resolvwatch_init(void);

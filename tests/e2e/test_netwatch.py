@@ -332,9 +332,10 @@ def test_resolv_conf_replaced(topo, env, keys, tdir):
 
 def test_probe_behind_bulk_upload(topo, env, keys):
     """A bulk upload over a slow path (c's side shaped to 512 kbit/s): the
-    probe's keepalive waits behind megabytes of queued data, far longer
-    than 2 s, but the server's window adjusts keep arriving: a harmless
-    network change must not kill the busy link."""
+    probe's keepalive waits behind 300 KB of queued data, far longer than
+    2 s, and the server may send no SSH packet meanwhile (OpenSSH adjusts
+    the window once per megabyte), but its TCP acknowledges our data: a
+    harmless network change must not kill the busy link."""
     lk = pair(topo)
     sink = topo.sink_server("s", lk.b4, 9000)
     port = free_port()
@@ -382,8 +383,8 @@ def test_probe_behind_bulk_upload(topo, env, keys):
         log_event(d.log, r"^network change \d+ \(route", after=t0,
                   timeout=2)
         time.sleep(2.5 + MARGIN)
-        ok = log_events(d.log, r"^link srv: probe not answered yet, but "
-                        r"packets arrive", after=t0)
+        ok = log_events(d.log, r"^link srv: probe not answered yet, but",
+                        after=t0)
         with open(d.log, errors="replace") as f:
             lines = [l for l in f if "probe" in l]
         note("netwatch: probe during a 512 kbit/s upload (%d KB unsent on "
