@@ -10,9 +10,14 @@
  * from suspend (resume.c, sampled every NETWATCH_CLOCK_EVERY seconds).
  *
  * What a change of the network does, in one round over the links:
- *   up       probed: a keepalive that must be answered within
- *            min(NETWATCH_PROBE, keepalive_interval) seconds, else the link
- *            fails as on lost keepalives ("no answer to a probe ...").
+ *   up       probed, when reached directly: a keepalive that must be
+ *            answered within min(NETWATCH_PROBE, keepalive_interval)
+ *            seconds, else the link fails as on lost keepalives ("no
+ *            answer to a probe ..."). A link behind a jump host is not:
+ *            its path out of here is its jump host's link, which is; if
+ *            that one dies, the links behind it go waiting at once, in
+ *            order (probing them too would fail them first, out of order,
+ *            when the jump host is what broke).
  *   backoff  retried now, its backoff started over (link_retry_now()).
  *   failed   left alone: the server refused the host key or the login, which
  *            no change here mends; it is retried at backoff_max as always.
@@ -278,7 +283,8 @@ netwatch_round_cb(int fd, short what, void *arg)
 	r->last = monotime();
 	r->count++;
 	TAILQ_FOREACH(l, &td->links, entry) {
-		if (l->state == LINK_UP && !resolver) {
+		if (l->state == LINK_UP && !resolver &&
+		    l->hc->jump[0] == '\0') {
 			secs = NETWATCH_PROBE;
 			if (l->hc->keepalive_interval > 0 &&
 			    l->hc->keepalive_interval < secs)
