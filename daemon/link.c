@@ -782,6 +782,12 @@ link_probe_cb(int fd, short what, void *arg)
 		return;
 	}
 	l->probe_start = 0;
+	if (l->read_paused) {
+		/* membudget.c stopped reading it: the answer may be unread. */
+		log_debug("link %s: probe not judged: its reading is paused "
+		    "(max_buffered)", l->hc->name);
+		return;
+	}
 	if (l->pktc.in_packets != l->probe_mark) {
 		log_debug("link %s: probe not answered yet, but packets "
 		    "arrive: the path works", l->hc->name);
