@@ -95,8 +95,8 @@ chan_alloc(struct fwd *f, const char *peer)
 	    (c->pend = evbuffer_new()) == NULL ||
 	    (c->ev_wait = evtimer_new(td->base, chan_wait_cb, c)) == NULL)
 		fatalx("chan_alloc: out of memory");
-	membudget_track(c->out);
-	membudget_track(c->pend);
+	membudget_track(c->out, 0);
+	membudget_track(c->pend, 1);
 	TAILQ_INSERT_TAIL(&f->chans, c, entry);
 	f->conns_active++;
 	f->conns_total++;
@@ -263,8 +263,8 @@ chan_free(struct chan *c)
 	if (c->ev_wait != NULL)
 		event_free(c->ev_wait);
 	free(c->socks);
-	membudget_untrack(c->out);
-	membudget_untrack(c->pend);
+	membudget_untrack(c->out, 0);
+	membudget_untrack(c->pend, 1);
 	if (c->out != NULL)
 		evbuffer_free(c->out);
 	if (c->pend != NULL)
@@ -740,7 +740,22 @@ chan_pump(struct chan *c)
 			f->conns_failed++;
 			rc = ssh_open_failure(ssh_get_error(l->session), why,
 			    sizeof(why));
-			if (errclass_open_permanent(rc))
+			if (errclass_open_permanent(rc) && c->socks != NULL) {
+				/*
+				 * A SOCKS client picks the target: one that
+				 * PermitOpen refuses is that client's error.
+				 * Only a server that has refused every target
+				 * in this session has forwarding off.
+				 */
+				if (f->open_ok_ups == l->stats.ups)
+					fwd_note_error(f, "connect to %s from "
+					    "%s failed: %s", tgt, l->hc->name,
+					    why);
+				else
+					fwd_refused(f, "%s refused every SOCKS "
+					    "connection in this session: %s",
+					    l->hc->name, why);
+			} else if (errclass_open_permanent(rc))
 				fwd_refused(f, "connect to %s from %s failed: "
 				    "%s", tgt, l->hc->name, why);
 			else
@@ -760,6 +775,7 @@ chan_pump(struct chan *c)
 		}
 		log_debug("tunnel %s: connection from %s open", f->tc->name,
 		    c->peer);
+		f->open_ok_ups = l->stats.ups;
 		if (f->attn.on)
 			fwd_recovered(f);
 		if (c->socks != NULL)

@@ -782,8 +782,8 @@ link_probe_cb(int fd, short what, void *arg)
 		return;
 	}
 	l->probe_start = 0;
-	if (l->read_paused) {
-		/* membudget.c stopped reading it: the answer may be unread. */
+	if (l->read_paused || membudget_links_paused()) {
+		/* membudget.c stopped reading links: the answer may be unread. */
 		log_debug("link %s: probe not judged: its reading is paused "
 		    "(max_buffered)", l->hc->name);
 		return;

@@ -17,7 +17,13 @@
  * (membudget_full), and the pumps stop reading the links' sockets, so that
  * servers are held back by TCP instead of filling libssh's buffers (links
  * carried through another link are still read: their bytes are already
- * here, and reading them drains the carrier). Nothing is dropped. When the
+ * here, and reading them drains the carrier). Nothing is dropped.
+ *
+ * The pend bytes are counted apart too (mb_pend): they drain only when the
+ * server grants window, which a link says in packets that must be read. So
+ * the links stay paused only while the rest, the bytes that drain by
+ * writing, is at the low-water mark or more (membudget_links_paused);
+ * else a budget full of pend would never drain. When the
  * total falls below the low-water mark (three quarters of the cap), the
  * chans that stopped are given a pump turn in the order they stopped and
  * the links are read again; a chan that finds the budget full again waits
@@ -45,7 +51,9 @@ static uint64_t		 mb_cap = (uint64_t)MAXBUF_DEFAULT * MIB;
 static uint64_t		 mb_used;	/* bytes buffered now */
 static uint64_t		 mb_peak;	/* the most since the cap was reached */
 static uint64_t		 mb_stops;	/* times the cap was reached */
+static uint64_t		 mb_pend;	/* of mb_used: chans' pend */
 static int		 mb_full;	/* over the cap, not yet drained */
+static int		 mb_links_paused;	/* membudget_links_paused() */
 static struct chanlist	 mb_waiters = TAILQ_HEAD_INITIALIZER(mb_waiters);
 static struct event	*mb_ev_wake;
 static struct logrl	 mb_rl_full, mb_rl_drain;
@@ -71,6 +79,12 @@ membudget_set_cap(uint64_t bytes)
 static void
 membudget_check(void)
 {
+	int	lp;
+
+	lp = mb_full && mb_used > mb_pend && mb_used - mb_pend >= MB_LOW;
+	if (mb_links_paused && !lp && mb_ev_wake != NULL)
+		event_active(mb_ev_wake, EV_TIMEOUT, 0);	/* read links */
+	mb_links_paused = lp;
 	if (!mb_full && mb_used > mb_cap) {
 		mb_full = 1;
 		mb_stops++;
@@ -82,12 +96,15 @@ membudget_check(void)
 		    (unsigned long long)(mb_used / MIB),
 		    (unsigned long long)(mb_cap / MIB),
 		    (unsigned long long)(MB_LOW / MIB));
+		mb_links_paused = mb_used > mb_pend &&
+		    mb_used - mb_pend >= MB_LOW;
 		return;
 	}
 	if (mb_full && mb_used > mb_peak)
 		mb_peak = mb_used;
 	if (mb_full && mb_used < MB_LOW) {
 		mb_full = 0;
+		mb_links_paused = 0;
 		logrl_log(&mb_rl_drain, LOG_NOTICE, "memory budget drained",
 		    "memory budget: drained to %llu MiB (peak %llu MiB, cap "
 		    "%llu MiB): reading resumes",
@@ -116,28 +133,46 @@ static void
 membudget_evbuffer_cb(struct evbuffer *buf,
     const struct evbuffer_cb_info *info, void *arg)
 {
+	int64_t	delta = (int64_t)info->n_added - (int64_t)info->n_deleted;
+
 	(void)buf;
-	(void)arg;
-	membudget_adjust((int64_t)info->n_added - (int64_t)info->n_deleted);
+	if (arg != NULL)
+		mb_pend = delta < 0 && (uint64_t)-delta > mb_pend ? 0 :
+		    mb_pend + (uint64_t)delta;
+	membudget_adjust(delta);
 }
 
-/* Count an evbuffer's bytes from now on. */
+/*
+ * Count an evbuffer's bytes from now on; is_pend: a chan's pend, which
+ * drains only when links are read.
+ */
 void
-membudget_track(struct evbuffer *buf)
+membudget_track(struct evbuffer *buf, int is_pend)
 {
-	if (evbuffer_add_cb(buf, membudget_evbuffer_cb, NULL) == NULL)
+	size_t	n = evbuffer_get_length(buf);
+
+	if (evbuffer_add_cb(buf, membudget_evbuffer_cb,
+	    is_pend ? &mb_pend : NULL) == NULL)
 		fatalx("membudget_track: out of memory");
-	membudget_adjust((int64_t)evbuffer_get_length(buf));
+	if (is_pend)
+		mb_pend += n;
+	membudget_adjust((int64_t)n);
 }
 
 /* The evbuffer is about to be freed: its bytes no longer count. */
 void
-membudget_untrack(struct evbuffer *buf)
+membudget_untrack(struct evbuffer *buf, int is_pend)
 {
+	size_t	n;
+
 	if (buf == NULL)
 		return;
-	evbuffer_remove_cb(buf, membudget_evbuffer_cb, NULL);
-	membudget_adjust(-(int64_t)evbuffer_get_length(buf));
+	n = evbuffer_get_length(buf);
+	evbuffer_remove_cb(buf, membudget_evbuffer_cb,
+	    is_pend ? &mb_pend : NULL);
+	if (is_pend)
+		mb_pend = n > mb_pend ? 0 : mb_pend - n;
+	membudget_adjust(-(int64_t)n);
 }
 
 /* Over the cap and not yet drained below the low-water mark. */
@@ -145,6 +180,13 @@ int
 membudget_full(void)
 {
 	return (mb_full);
+}
+
+/* Links are left unread: full, and not only of bytes waiting on them. */
+int
+membudget_links_paused(void)
+{
+	return (mb_links_paused);
 }
 
 /* The chan stopped for the budget: give it a turn once it drains. */
@@ -169,7 +211,8 @@ membudget_forget(struct chan *c)
 
 /*
  * Drained: every chan that stopped gets a pump turn, in the order they
- * stopped, and every link is read again.
+ * stopped, and every link is read again. Links are also read again when
+ * what fills the budget is mostly pend (membudget_check).
  */
 static void
 membudget_wake_cb(int fd, short what, void *arg)
@@ -180,9 +223,9 @@ membudget_wake_cb(int fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	if (mb_full)
+	if (mb_links_paused)
 		return;
-	while ((c = TAILQ_FIRST(&mb_waiters)) != NULL) {
+	while (!mb_full && (c = TAILQ_FIRST(&mb_waiters)) != NULL) {
 		TAILQ_REMOVE(&mb_waiters, c, budget_entry);
 		c->budget_wait = 0;
 		chan_want(c);

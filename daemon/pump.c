@@ -108,7 +108,7 @@ pump_out_blocked(struct link *l, int rc)
 static int
 pump_read_paused(const struct link *l)
 {
-	return (l->sev != NULL && l->hop == NULL && membudget_full());
+	return (l->sev != NULL && l->hop == NULL && membudget_links_paused());
 }
 
 /*
@@ -314,8 +314,12 @@ pump_run(struct link *l)
 void
 pump_keepalive_tick(struct link *l)
 {
-	if (l->pktc.in_packets != l->ka_rx_mark || l->read_paused) {
-		/* Unread packets are no sign of a dead peer. */
+	if (l->pktc.in_packets != l->ka_rx_mark || l->read_paused ||
+	    membudget_links_paused()) {
+		/*
+		 * Unread packets are no sign of a dead peer (nor, behind a
+		 * jump host, a carrier left unread).
+		 */
 		l->ka_rx_mark = l->pktc.in_packets;
 		l->ka_missed = 0;
 	} else if (++l->ka_missed >= l->hc->keepalive_count_max) {

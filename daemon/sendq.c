@@ -93,7 +93,7 @@ sendq_attach(int fd)
 	sendq_fds[fd] = xcalloc(1, sizeof(**sendq_fds));
 	if ((sendq_fds[fd]->buf = evbuffer_new()) == NULL)
 		fatalx("sendq_attach: out of memory");
-	membudget_track(sendq_fds[fd]->buf);
+	membudget_track(sendq_fds[fd]->buf, 0);
 }
 
 /* The socket is closing (or closed by libssh): drop what is queued. */
@@ -104,7 +104,7 @@ sendq_detach(int fd)
 
 	if ((q = sendq_get(fd)) == NULL)
 		return;
-	membudget_untrack(q->buf);
+	membudget_untrack(q->buf, 0);
 	evbuffer_free(q->buf);
 	free(q);
 	sendq_fds[fd] = NULL;

@@ -336,6 +336,7 @@ struct fwd {
 	struct logrl		 rl_conn;	/* failed connections */
 	struct logrl		 rl_admit;	/* max_connections refusals */
 	struct attention	 attn;		/* a permanent failure */
+	uint64_t		 open_ok_ups;	/* link's stats.ups at an open */
 
 	int			 enabled;	/* admin state: up or down */
 	struct evconnlistener	*listener;
@@ -669,10 +670,11 @@ void	 greq_run(struct link *);
 void	 membudget_init(void);
 void	 membudget_free(void);
 void	 membudget_set_cap(uint64_t);
-void	 membudget_track(struct evbuffer *);
-void	 membudget_untrack(struct evbuffer *);
+void	 membudget_track(struct evbuffer *, int);
+void	 membudget_untrack(struct evbuffer *, int);
 void	 membudget_adjust(int64_t);
 int	 membudget_full(void);
+int	 membudget_links_paused(void);
 void	 membudget_wait(struct chan *);
 void	 membudget_forget(struct chan *);
 void	 membudget_stats(uint64_t *, uint64_t *, uint64_t *, uint64_t *);
