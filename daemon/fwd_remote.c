@@ -307,6 +307,8 @@ fwd_remote_refused(struct fwd *f, const char *hint, int permanent)
 		errclass_drop(&f->attn);
 		log_warnx("%s: %s", who, f->last_error);
 	}
+	/* The state may not have changed, its attention flag has: STATUS=. */
+	tunneld_status_changed();
 	evtimer_del(f->ev_retry);
 	fwd_schedule_retry(f);
 }
@@ -336,8 +338,9 @@ fwd_remote_probed(struct link *l, int ok, int port)
 		}
 		return;
 	}
-	if (l->rfwd != RFWD_SOME)
-		l->rfwd = RFWD_NONE;
+	if (l->rfwd == RFWD_SOME)
+		return;		/* a forward was granted meanwhile */
+	l->rfwd = RFWD_NONE;
 	TAILQ_FOREACH(f, &l->fwds, entry) {
 		if (fwd_is_remote(f) && f->enabled && !f->remote_bound &&
 		    f->state == FWD_FAILED && !f->attn.on &&

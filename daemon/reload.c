@@ -331,7 +331,11 @@ reload_apply(struct conf *nc, struct reload_report *rep)
 			fwd_disable(f);
 		else if (!old->enabled && ntc->enabled && !f->enabled)
 			fwd_enable(f);
-		else
+		else if (f->attn.on) {
+			/* The new settings may be the fix: try them. */
+			errclass_drop(&f->attn);
+			fwd_settle(f);
+		} else
 			events_tunnel(f, fwd_state_name(f->state),
 			    fwd_state_name(f->state), "reload: settings changed");
 		free(old);
