@@ -53,7 +53,7 @@ UNIT_SRCS_test_control = tests/unit/test_control.c daemon/control_show.c daemon/
 UNIT_SRCS_test_socks   = tests/unit/test_socks.c daemon/socks.c
 UNIT_SRCS_test_dial    = tests/unit/test_dial.c daemon/dial.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_log     = tests/unit/test_log.c daemon/log.c daemon/util.c
-UNIT_SRCS_test_metrics = tests/unit/test_metrics.c daemon/metrics.c daemon/metrics_http.c daemon/log.c daemon/util.c
+UNIT_SRCS_test_metrics = tests/unit/test_metrics.c daemon/metrics.c daemon/metrics_http.c daemon/errclass.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_events  = tests/unit/test_events.c daemon/events.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_resume  = tests/unit/test_resume.c daemon/resume.c
 # test_dial stands in for connect() to simulate addresses that never answer.

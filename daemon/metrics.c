@@ -56,6 +56,7 @@ static void	metrics_tunnels(struct evbuffer *);
 static void	metrics_links(struct evbuffer *);
 static void	metrics_rtt(struct evbuffer *);
 static void	metrics_process(struct evbuffer *);
+static void	metrics_buffered(struct evbuffer *);
 static void	metrics_tunnel_u64(struct evbuffer *, const char *,
 		    const char *, const char *, size_t);
 static void	metrics_link_u64(struct evbuffer *, const char *,
@@ -111,8 +112,30 @@ metrics_render(struct evbuffer *b)
 	evbuffer_add_printf(b, "\",libevent=\"");
 	metrics_label_value(b, event_get_version());
 	evbuffer_add_printf(b, "\"} 1\n");
+	metrics_buffered(b);
 	metrics_http_render(b);
 	metrics_process(b);
+}
+
+/* The daemon-wide bound on buffered bytes (membudget.c). */
+static void
+metrics_buffered(struct evbuffer *b)
+{
+	uint64_t	used, cap, peak, stops;
+
+	membudget_stats(&used, &cap, &peak, &stops);
+	metrics_family(b, "tunneld_buffered_bytes", "gauge", "Bytes buffered "
+	    "for connections now, all tunnels together.");
+	evbuffer_add_printf(b, "tunneld_buffered_bytes %llu\n",
+	    (unsigned long long)used);
+	metrics_family(b, "tunneld_buffered_limit_bytes", "gauge", "The "
+	    "daemon's max_buffered: past it, reading stops until it drains.");
+	evbuffer_add_printf(b, "tunneld_buffered_limit_bytes %llu\n",
+	    (unsigned long long)cap);
+	metrics_family(b, "tunneld_buffered_full_total", "counter", "Times "
+	    "the buffered bytes reached max_buffered.");
+	evbuffer_add_printf(b, "tunneld_buffered_full_total %llu\n",
+	    (unsigned long long)stops);
 }
 
 /* The HELP and TYPE lines of a family. */
@@ -193,6 +216,16 @@ metrics_tunnels(struct evbuffer *b)
 		metrics_label_value(b, f->tc->name);
 		evbuffer_add_printf(b, "\",direction=\"out\"} %llu\n",
 		    (unsigned long long)f->bytes_out);
+	}
+
+	metrics_family(b, "tunneld_tunnel_needs_attention", "gauge", "1 while "
+	    "the tunnel failed for good (forwarding refused by the server): "
+	    "retried only at backoff_max until someone fixes it.");
+	FOREACH_TUNNEL(l, f) {
+		evbuffer_add_printf(b, "tunneld_tunnel_needs_attention"
+		    "{tunnel=\"");
+		metrics_label_value(b, f->tc->name);
+		evbuffer_add_printf(b, "\"} %d\n", f->attn.on);
 	}
 
 	metrics_tunnel_u64(b, "tunneld_tunnel_connections_active", "gauge",
@@ -294,6 +327,15 @@ metrics_links(struct evbuffer *b)
 		metrics_label_value(b, l->hc->name);
 		evbuffer_add_printf(b, "\"} %llu\n", (unsigned long long)
 		    (l->stats.ups > 0 ? l->stats.ups - 1 : 0));
+	}
+
+	metrics_family(b, "tunneld_link_needs_attention", "gauge", "1 while "
+	    "the link failed for good (host key or authentication refused, "
+	    "here or at its jump host): retried only at backoff_max.");
+	TAILQ_FOREACH(l, &td->links, entry) {
+		evbuffer_add_printf(b, "tunneld_link_needs_attention{host=\"");
+		metrics_label_value(b, l->hc->name);
+		evbuffer_add_printf(b, "\"} %d\n", errclass_link(l));
 	}
 
 	metrics_link_u64(b, "tunneld_link_failures_total", "counter",

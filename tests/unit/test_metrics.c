@@ -20,10 +20,23 @@
 #include "tunneld.h"
 
 /*
- * test_metrics links metrics.c and metrics_http.c with log.c and util.c;
- * the stubs below stand in for the daemon's state and names.
+ * test_metrics links metrics.c and metrics_http.c with errclass.c, log.c
+ * and util.c; the stubs below stand in for the daemon's state and names.
  */
 struct tunneld	*td;
+
+/* membudget.c's figures, as the test sets them. */
+static uint64_t	test_buffered = 12345, test_cap = 256 << 20;
+
+void
+membudget_stats(uint64_t *used, uint64_t *cap, uint64_t *peak,
+    uint64_t *stops)
+{
+	*used = test_buffered;
+	*cap = test_cap;
+	*peak = 0;
+	*stops = 2;
+}
 
 const char *
 fwd_state_name(enum fwd_state s)
@@ -252,15 +265,24 @@ test_render(void **state)
 	HAS("tunneld_build_info{version=\"" TUNNELD_VERSION "\",");
 	HAS("# TYPE tunneld_metrics_http_responses_total counter\n");
 	HAS("# TYPE process_open_fds gauge\n");
+	HAS("tunneld_tunnel_needs_attention{tunnel=\"p\\\"g\\\\x\\ny\"} 0\n");
+	HAS("tunneld_link_needs_attention{host=\"db\"} 0\n");
+	HAS("tunneld_buffered_bytes 12345\n");
+	HAS("tunneld_buffered_limit_bytes 268435456\n");
+	HAS("tunneld_buffered_full_total 2\n");
 	free(s);
 
-	/* Down: up_since 0, the state series flip. */
+	/* Down: up_since 0, the state series flip; attention shows. */
 	l.state = LINK_BACKOFF;
+	l.attn.on = 1;
+	f.attn.on = 1;
 	metrics_render(b);
 	s = text_of(b);
 	HAS("tunneld_link_up_since_seconds{host=\"db\"} 0\n");
 	HAS("tunneld_link_state{host=\"db\",state=\"up\"} 0\n");
 	HAS("tunneld_link_state{host=\"db\",state=\"backoff\"} 1\n");
+	HAS("tunneld_tunnel_needs_attention{tunnel=\"p\\\"g\\\\x\\ny\"} 1\n");
+	HAS("tunneld_link_needs_attention{host=\"db\"} 1\n");
 	free(s);
 #undef HAS
 	evbuffer_free(b);
