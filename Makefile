@@ -6,6 +6,8 @@
 #   make demo       a throw-away sshd and tunneld moving data through each tunnel
 #   make bench      tunneld against OpenSSH on a private sshd (QUICK=1: < 2 min;
 #                   SECTIONS=a,b: only those; SECTIONS=scale: 100,000 connections)
+#   make soak       churn and a link fault every 20 s for MINUTES (10), RSS and
+#                   fds must not trend upward; CSV and chart in OUT (build/soak)
 #   make install    DESTDIR, PREFIX (make uninstall: the same variables)
 #   make deb        the Debian package: build-deb/tunneld_VERSION_ARCH.deb, lintian
 #   make clean
@@ -366,7 +368,24 @@ bench: all $(B)/loadgen
 	    $(PYTHON) bench/bench.py $(if $(filter 1 yes true,$(QUICK)),--quick) \
 	    $(if $(SECTIONS),--only $(SECTIONS)) $(BENCH_ARGS)
 
-.PHONY: all asan deps unit e2e e2e-asan check configs demo install uninstall deb clean bench
+# make soak: connections through every tunnel kind and a link fault every
+# 20 s for MINUTES; samples tunneld's RSS, descriptors and CPU every second
+# into OUT/samples.csv and charts them in OUT/soak.png (docs/soak.md).
+# Fails when RSS or descriptors trend upward or a connection fails outside
+# a fault. Not part of make check; installs python3-matplotlib (the chart)
+# when it is missing.
+MINUTES	?= 10
+OUT	?= $(B)/soak
+soak: all $(B)/loadgen
+	@$(PYTHON) -c 'import matplotlib' 2>/dev/null || \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+	    python3-matplotlib || echo "soak: no python3-matplotlib: no chart" >&2
+	TUNNELD_BIN=$(CURDIR)/$(B)/tunneld TUNCTL_BIN=$(CURDIR)/$(B)/tunctl \
+	    LOADGEN_BIN=$(CURDIR)/$(B)/loadgen \
+	    timeout -k 30 $$(awk 'BEGIN { print int($(MINUTES) * 60 + 900) }') \
+	    $(PYTHON) bench/soak.py --minutes $(MINUTES) --out $(OUT) $(SOAK_ARGS)
+
+.PHONY: all asan deps unit e2e e2e-asan check configs demo install uninstall deb clean bench soak
 .PHONY: libssh-test e2e-patched
 
 -include $(shell find $(B) $(BA) -name '*.d' 2>/dev/null)
