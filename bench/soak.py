@@ -284,6 +284,9 @@ class Soak:
     def fault(self, host, kind):
         s = self.sshd[host]
         f = {"host": host, "kind": kind, "start": self.now()}
+        # When the fault is in place: a kill or a reset acts while its
+        # command runs, a freeze or a black hole once it is complete.
+        f["injected"] = f["start"]
         wall = time.time()
         self.current = "%s:%s" % (host, kind)
         print("soak: %6.1f s  fault %s" % (f["start"], self.current),
@@ -295,10 +298,12 @@ class Soak:
                 s.start()
             elif kind == "freeze":
                 s.freeze()
+                f["injected"] = self.now()
                 time.sleep(FREEZE)
                 s.thaw()
             elif kind == "blackhole":
                 self.topo.blackhole(None, self.addr[host])
+                f["injected"] = self.now()
                 try:
                     time.sleep(FREEZE)
                 finally:
@@ -459,8 +464,9 @@ class Soak:
                                 t1=round(c["t1"], 3)))
         with open(os.path.join(self.out, "faults.csv"), "w",
                   newline="") as f:
-            w = csv.DictWriter(f, ["host", "kind", "start", "restored",
-                                   "detected", "up", "end", "killed"])
+            w = csv.DictWriter(f, ["host", "kind", "start", "injected",
+                                   "restored", "detected", "up", "end",
+                                   "killed"])
             w.writeheader()
             for x in self.faults:
                 w.writerow({k: (round(v, 3) if isinstance(v, float) else v)
@@ -542,11 +548,20 @@ class Soak:
                     self.problem("no good connection through %s/%s" % (h, k))
 
         rec = [f["up"] - f["start"] for f in self.faults if f["up"]]
-        det = {}
-        for f in self.faults:
-            if f["detected"] is not None:
-                det.setdefault(f["kind"], []).append(
-                    f["detected"] - f["start"])
+        per_kind = {}
+        for k in FAULTS:
+            fs = [f for f in self.faults if f["kind"] == k]
+            if fs:
+                per_kind[k] = {
+                    "n": len(fs),
+                    # from when the fault was in place (after the ip or
+                    # ss command, the signals) to the daemon's log stamp
+                    "lost_s": spread([f["detected"] - f["injected"]
+                                      for f in fs if f["detected"]]),
+                    "up_s": spread([f["up"] - f["start"] for f in fs
+                                    if f["up"]]),
+                    "up_after_undo_s": spread([f["up"] - f["restored"]
+                                               for f in fs if f["up"]])}
         summary = {
             "seconds": T, "samples": len(s),
             "windows": {"warmup": warm, "base": [warm, warm + win],
@@ -567,8 +582,7 @@ class Soak:
                                           if f["kind"] == k) for k in FAULTS},
                        "recovery_s_median": B.median(rec),
                        "recovery_s_max": max(rec) if rec else None,
-                       "detect_s_median": {k: B.median(v)
-                                           for k, v in det.items()}},
+                       "per_kind": per_kind},
             "problems": self.problems,
             "pass": not self.problems,
         }
@@ -596,6 +610,11 @@ def growth(pts, span):
     return sxy / sxx * span if sxx else None
 
 
+def spread(xs):
+    """[median, max] of xs, [None, None] when empty."""
+    return [B.median(xs), max(xs)] if xs else [None, None]
+
+
 def report(m):
     r, fd, cpu, c, f = (m["rss_kb"], m["fds"], m["cpu_pct"],
                         m["connections"], m["faults"])
@@ -616,13 +635,15 @@ def report(m):
               c["total"], ", ".join("%s %d" % kv for kv in
                                     sorted(c["outcomes"].items())),
               c["bytes"] / 1048576.0, c["failed_in_faults"], c["errors"]))
-    print("  faults       %d (%s); back up after median %s s, max %s s; "
-          "detected after median %s s" % (
-              f["total"], ", ".join("%s %d" % kv for kv in
-                                    f["by_kind"].items()),
-              fmt(f["recovery_s_median"]), fmt(f["recovery_s_max"]),
-              ", ".join("%s %s" % (k, fmt(v)) for k, v in
-                        sorted(f["detect_s_median"].items()))))
+    print("  faults       %d (%s); back up after median %s s, max %s s" % (
+        f["total"], ", ".join("%s %d" % kv for kv in f["by_kind"].items()),
+        fmt(f["recovery_s_median"]), fmt(f["recovery_s_max"])))
+    for k, x in f["per_kind"].items():
+        print("    %-10s %2d: link lost after %s s, all up after %s s, "
+              "%s s after undone (median/max)" % (
+                  k, x["n"], "/".join(map(fmt, x["lost_s"])),
+                  "/".join(map(fmt, x["up_s"])),
+                  "/".join(map(fmt, x["up_after_undo_s"]))))
     print("soak: %s" % ("PASS" if m["pass"] else "FAIL"))
     for p in m["problems"]:
         print("  - %s" % p)
