@@ -219,13 +219,13 @@ metrics_tunnels(struct evbuffer *b)
 	}
 
 	metrics_family(b, "tunneld_tunnel_needs_attention", "gauge", "1 while "
-	    "the tunnel failed for good (forwarding refused by the server): "
-	    "retried only at backoff_max until someone fixes it.");
+	    "the tunnel, or the link it waits for, failed for good: as the "
+	    "! of tunctl status.");
 	FOREACH_TUNNEL(l, f) {
 		evbuffer_add_printf(b, "tunneld_tunnel_needs_attention"
 		    "{tunnel=\"");
 		metrics_label_value(b, f->tc->name);
-		evbuffer_add_printf(b, "\"} %d\n", f->attn.on);
+		evbuffer_add_printf(b, "\"} %d\n", errclass_fwd(f));
 	}
 
 	metrics_tunnel_u64(b, "tunneld_tunnel_connections_active", "gauge",
@@ -330,12 +330,12 @@ metrics_links(struct evbuffer *b)
 	}
 
 	metrics_family(b, "tunneld_link_needs_attention", "gauge", "1 while "
-	    "the link failed for good (host key or authentication refused, "
-	    "here or at its jump host): retried only at backoff_max.");
+	    "the link failed for good (host key or authentication refused, or "
+	    "its jump host refused the hop): as the ! of tunctl links.");
 	TAILQ_FOREACH(l, &td->links, entry) {
 		evbuffer_add_printf(b, "tunneld_link_needs_attention{host=\"");
 		metrics_label_value(b, l->hc->name);
-		evbuffer_add_printf(b, "\"} %d\n", errclass_link(l));
+		evbuffer_add_printf(b, "\"} %d\n", l->attn.on);
 	}
 
 	metrics_link_u64(b, "tunneld_link_failures_total", "counter",

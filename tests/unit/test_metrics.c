@@ -276,6 +276,7 @@ test_render(void **state)
 	l.state = LINK_BACKOFF;
 	l.attn.on = 1;
 	f.attn.on = 1;
+	f.enabled = 1;
 	metrics_render(b);
 	s = text_of(b);
 	HAS("tunneld_link_up_since_seconds{host=\"db\"} 0\n");
