@@ -41,7 +41,7 @@ SAN_CFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	     -fno-sanitize-recover=undefined
 
 DAEMON_SRCS = daemon/main.c daemon/conf.c daemon/conf_daemon.c daemon/conf_value.c daemon/link.c daemon/dial.c daemon/jump.c daemon/handshake.c daemon/known_hosts.c daemon/agent.c daemon/greq.c daemon/sendq.c daemon/pump.c \
-	      daemon/chan.c daemon/window.c daemon/membudget.c daemon/chan_connect.c daemon/chan_socks.c daemon/socks.c daemon/fwd.c daemon/fwd_local.c daemon/fwd_remote.c daemon/control.c daemon/control_verbs.c daemon/control_access.c daemon/control_sock.c daemon/control_show.c daemon/events.c daemon/reload.c daemon/notify.c daemon/sdfds.c daemon/ctl-proto.c daemon/metrics.c daemon/metrics_http.c \
+	      daemon/chan.c daemon/window.c daemon/membudget.c daemon/chan_connect.c daemon/chan_socks.c daemon/socks.c daemon/fwd.c daemon/fwd_local.c daemon/listen_tcp.c daemon/fwd_remote.c daemon/control.c daemon/control_verbs.c daemon/control_access.c daemon/control_sock.c daemon/control_show.c daemon/events.c daemon/reload.c daemon/notify.c daemon/sdfds.c daemon/ctl-proto.c daemon/metrics.c daemon/metrics_http.c \
 	      daemon/netwatch.c daemon/resolvwatch.c daemon/resume.c \
 	      daemon/log.c daemon/logrl.c daemon/util.c
 DAEMON_SRCS += daemon/errclass.c
@@ -55,7 +55,7 @@ UNIT_SRCS_test_control = tests/unit/test_control.c daemon/control_show.c daemon/
 UNIT_SRCS_test_socks   = tests/unit/test_socks.c daemon/socks.c
 UNIT_SRCS_test_dial    = tests/unit/test_dial.c daemon/dial.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_log     = tests/unit/test_log.c daemon/log.c daemon/util.c
-UNIT_SRCS_test_metrics = tests/unit/test_metrics.c daemon/metrics.c daemon/metrics_http.c daemon/errclass.c daemon/log.c daemon/util.c
+UNIT_SRCS_test_metrics = tests/unit/test_metrics.c daemon/metrics.c daemon/metrics_http.c daemon/listen_tcp.c daemon/errclass.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_events  = tests/unit/test_events.c daemon/events.c daemon/log.c daemon/util.c
 UNIT_SRCS_test_resume  = tests/unit/test_resume.c daemon/resume.c
 # test_dial stands in for connect() to simulate addresses that never answer.
@@ -138,7 +138,7 @@ FUZZ_DEPS_fuzz_ctl = tests/fuzz/fuzz_ctl.c daemon/ctl-proto.c \
 FUZZ_DEPS_fuzz_conf = tests/fuzz/fuzz_conf.c daemon/conf.c daemon/conf_daemon.c \
 		   daemon/conf_value.c daemon/util.c daemon/log.c \
 		   daemon/tunneld.h
-FUZZ_DEPS_fuzz_metrics = tests/fuzz/fuzz_metrics.c daemon/metrics_http.c \
+FUZZ_DEPS_fuzz_metrics = tests/fuzz/fuzz_metrics.c daemon/metrics_http.c daemon/listen_tcp.c \
 		   daemon/util.c daemon/log.c daemon/tunneld.h
 FUZZ_LIBS_fuzz_ctl = $(PKG_LIBS) -lm
 FUZZ_LIBS_fuzz_metrics = $(PKG_LIBS) -lm

@@ -33,8 +33,6 @@
 
 static int	fwd_bind_unix(struct fwd *, char *, size_t);
 static int	fwd_bind_tcp(struct fwd *, char *, size_t);
-static int	fwd_listen_addr(const struct endpoint *,
-		    struct sockaddr_storage *, socklen_t *, int *);
 static int	fwd_passed_ok(struct fwd *, int, int, char *, size_t);
 static void	fwd_accept_cb(struct evconnlistener *, evutil_socket_t,
 		    struct sockaddr *, int, void *);
@@ -113,7 +111,7 @@ fwd_passed_ok(struct fwd *f, int fd, int unit, char *err, size_t errlen)
 		    sun->sun_path : "a TCP socket");
 		port = 0;
 	} else {
-		if (fwd_listen_addr(ep, &want, &wlen, &v6only) == -1)
+		if (listen_tcp_addr(ep, &want, &wlen, &v6only) == -1)
 			ok = 0;
 		else
 			ok = sockaddr_same_host(&want, &got) ||
@@ -200,97 +198,14 @@ fwd_bind_unix(struct fwd *f, char *err, size_t errlen)
 	return (fd);
 }
 
-/*
- * The address a TCP listener binds: no address means loopback, "*" every
- * address (IPv6 and IPv4 on one socket where IPv6 exists). -1: not an
- * address.
- */
-static int
-fwd_listen_addr(const struct endpoint *ep, struct sockaddr_storage *ss,
-    socklen_t *slen, int *v6only)
-{
-	struct sockaddr_in	*sin = (struct sockaddr_in *)ss;
-	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)ss;
 
-	memset(ss, 0, sizeof(*ss));
-	*v6only = 1;
-	if (ep->host[0] == '\0' || strcmp(ep->host, "localhost") == 0) {
-		sin->sin_family = AF_INET;
-		sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	} else if (strcmp(ep->host, "*") == 0) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_addr = in6addr_any;
-		*v6only = 0;
-	} else if (inet_pton(AF_INET, ep->host, &sin->sin_addr) == 1)
-		sin->sin_family = AF_INET;
-	else if (inet_pton(AF_INET6, ep->host, &sin6->sin6_addr) == 1)
-		sin6->sin6_family = AF_INET6;
-	else
-		return (-1);
-	if (ss->ss_family == AF_INET6) {
-		sin6->sin6_port = htons(ep->port);
-		*slen = sizeof(*sin6);
-	} else {
-		sin->sin_port = htons(ep->port);
-		*slen = sizeof(*sin);
-	}
-	return (0);
-}
 
-/* Bind a TCP listener. */
+/* Bind a tunnel's TCP listener. */
 static int
 fwd_bind_tcp(struct fwd *f, char *err, size_t errlen)
 {
-	const struct endpoint	*ep = &f->tc->listen;
-	struct sockaddr_storage	 ss;
-	struct sockaddr_in	*sin = (struct sockaddr_in *)&ss;
-	socklen_t		 slen;
-	char			 shown[HOST_MAXLEN + 16];
-	int			 fd, on = 1, off = 0, v6only;
-
-	endpoint_format(ep, 0, shown, sizeof(shown));
-	if (fwd_listen_addr(ep, &ss, &slen, &v6only) == -1) {
-		snprintf(err, errlen, "listen %s: not an address", shown);
-		return (-1);
-	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0);
-	if (fd == -1 && !v6only) {
-		/* No IPv6 here: every IPv4 address will do. */
-		memset(&ss, 0, sizeof(ss));
-		sin->sin_family = AF_INET;
-		sin->sin_addr.s_addr = htonl(INADDR_ANY);
-		sin->sin_port = htons(ep->port);
-		slen = sizeof(*sin);
-		fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK |
-		    SOCK_CLOEXEC, 0);
-	}
-	if (fd == -1) {
-		snprintf(err, errlen, "listen %s: socket: %s", shown,
-		    strerror(errno));
-		return (-1);
-	}
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-	if (ss.ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY,
-		    v6only ? &on : &off, sizeof(on));
-	if (bind(fd, (struct sockaddr *)&ss, slen) == -1) {
-		snprintf(err, errlen, "listen %s: bind: %s%s", shown,
-		    strerror(errno), errno == EACCES && ep->port < 1024 ?
-		    " (ports below 1024 need CAP_NET_BIND_SERVICE, or a "
-		    "systemd socket unit)" : "");
-		close(fd);
-		return (-1);
-	}
-	if (listen(fd, FWD_BACKLOG) == -1) {
-		snprintf(err, errlen, "listen %s: %s", shown, strerror(errno));
-		close(fd);
-		return (-1);
-	}
-	slen = sizeof(ss);
-	if (getsockname(fd, (struct sockaddr *)&ss, &slen) == 0)
-		f->bound_port = sockaddr_port(&ss);
-	return (fd);
+	return (listen_tcp(&f->tc->listen, FWD_BACKLOG, &f->bound_port,
+	    err, errlen));
 }
 
 /*

@@ -388,63 +388,12 @@ metrics_http_render(struct evbuffer *b)
 static int
 metrics_http_bind(const struct endpoint *ep, char *err, size_t errlen)
 {
-	struct sockaddr_storage	 ss;
-	struct sockaddr_in	*sin = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)&ss;
-	socklen_t		 slen = sizeof(*sin);
-	char			 shown[HOST_MAXLEN + 16];
-	int			 fd, on = 1, off = 0;
+	char	shown[HOST_MAXLEN + 16];
+	int	fd;
 
 	endpoint_format(ep, 0, shown, sizeof(shown));
-	memset(&ss, 0, sizeof(ss));
-	if (ep->host[0] == '\0' || strcmp(ep->host, "localhost") == 0) {
-		sin->sin_family = AF_INET;
-		sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	} else if (strcmp(ep->host, "*") == 0) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_addr = in6addr_any;
-	} else if (inet_pton(AF_INET, ep->host, &sin->sin_addr) == 1)
-		sin->sin_family = AF_INET;
-	else if (inet_pton(AF_INET6, ep->host, &sin6->sin6_addr) == 1)
-		sin6->sin6_family = AF_INET6;
-	else {
-		snprintf(err, errlen, "listen %s: not an address", shown);
+	if ((fd = listen_tcp(ep, METRICS_BACKLOG, NULL, err, errlen)) == -1)
 		return (-1);
-	}
-	if (ss.ss_family == AF_INET6) {
-		sin6->sin6_port = htons(ep->port);
-		slen = sizeof(*sin6);
-	} else
-		sin->sin_port = htons(ep->port);
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0);
-	if (fd == -1 && strcmp(ep->host, "*") == 0) {
-		/* No IPv6 here: every IPv4 address will do. */
-		memset(&ss, 0, sizeof(ss));
-		sin->sin_family = AF_INET;
-		sin->sin_addr.s_addr = htonl(INADDR_ANY);
-		sin->sin_port = htons(ep->port);
-		slen = sizeof(*sin);
-		fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK |
-		    SOCK_CLOEXEC, 0);
-	}
-	if (fd == -1) {
-		snprintf(err, errlen, "listen %s: socket: %s", shown,
-		    strerror(errno));
-		return (-1);
-	}
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-	if (ss.ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY,
-		    strcmp(ep->host, "*") == 0 ? &off : &on, sizeof(on));
-	if (bind(fd, (struct sockaddr *)&ss, slen) == -1 ||
-	    listen(fd, METRICS_BACKLOG) == -1) {
-		snprintf(err, errlen, "listen %s: %s%s", shown,
-		    strerror(errno), errno == EACCES && ep->port < 1024 ?
-		    " (ports below 1024 need CAP_NET_BIND_SERVICE)" : "");
-		close(fd);
-		return (-1);
-	}
 	mh.lev = evconnlistener_new(td->base, metrics_http_accept_cb, NULL,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
 	if (mh.lev == NULL)

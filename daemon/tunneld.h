@@ -891,6 +891,12 @@ void	 control_show_wait_msg(struct control_msg *,
 /* main.c */
 void	 tunneld_reap_soon(void);
 
+/* listen_tcp.c */
+struct sockaddr_storage;
+int	 listen_tcp_addr(const struct endpoint *, struct sockaddr_storage *,
+	    socklen_t *, int *);
+int	 listen_tcp(const struct endpoint *, int, int *, char *, size_t);
+
 /* metrics.c */
 void	 metrics_render(struct evbuffer *);
 void	 metrics_rtt_observe(struct link_stats *, double);

@@ -397,8 +397,8 @@ def test_reload_and_check(env, tdir):
         busy.bind(("127.0.0.1", p1))
         busy.listen(1)
         out = reload_to(tcp_listen(p1))
-        assert "metrics_listen: listen 127.0.0.1:%d: Address already in " \
-            "use" % p1 in out, out
+        assert "metrics_listen: listen 127.0.0.1:%d: bind: Address already " \
+            "in use" % p1 in out, out
         assert "still listening on the old address" in out, out
         get_metrics(p2)
 
@@ -440,7 +440,7 @@ def test_busy_port_and_big_exposition(env):
         env.daemons.append(d)
         t0 = time.time()
         d.start()
-        log_event(d.log, r"^metrics: listen 127.0.0.1:%d: Address already "
+        log_event(d.log, r"^metrics: listen 127.0.0.1:%d: bind: Address already "
                   r"in use; trying again every 10 s" % mport, after=t0 - 1,
                   timeout=5)
         assert d.tunctl("status", "t0000")[0] == 4     # running, down
