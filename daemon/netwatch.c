@@ -28,6 +28,14 @@
  * links in backoff retry now, and a link whose name lookup is under way
  * starts it again (its answer may come from the old hosts file or wait
  * on a dead nameserver); an up link needs no probe for it.
+ * An address counts as a change only when it is new or gone: the kernel
+ * announces an address again when its flags change (an IPv6 address that
+ * passes duplicate address detection a second or two after it was added,
+ * a router advertisement or DHCP renewing a lifetime), and probing every
+ * link for those would fail a link that merely stalls for a moment. So
+ * netwatch keeps the set of addresses (a dump at start, then every
+ * announcement: struct netwatch_addr, at most NETWATCH_ADDRS); one it
+ * cannot hold counts as a change.
  * Rounds of each kind are at least NETWATCH_GAP apart: the first change
  * after a quiet second runs one at once (on the next loop turn); changes
  * within the second after it are gathered into one more round at its end.
@@ -35,12 +43,14 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <arpa/inet.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <linux/tcp.h>
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -55,6 +65,15 @@
 #define NETWATCH_BUFSIZE	16384	/* one datagram; longer ones: overrun */
 #define NETWATCH_READS		64	/* datagrams read per turn */
 #define NETWATCH_RCVBUF		(256 * 1024)
+#define NETWATCH_ADDRS		512	/* addresses remembered */
+#define NETWATCH_DUMP_SEQ	0x7d0001	/* our RTM_GETADDR dump */
+
+/* One address of this host, as rtnetlink names it. */
+struct netwatch_addr {
+	int			 ifindex;
+	int			 family;
+	unsigned char		 addr[16];
+};
 
 /* Rounds of one kind: the network's, or the resolver's. */
 struct netwatch_rounds {
@@ -72,10 +91,17 @@ static struct {
 	struct resume_clock	 clock;
 	struct netwatch_rounds	 net;
 	struct netwatch_rounds	 resolver;
+	uint32_t		 portid;	/* our socket's netlink port */
+	struct netwatch_addr	 addrs[NETWATCH_ADDRS];
+	int			 naddrs;
 } nw = { .fd = -1 };
 
 static void	netwatch_nl_cb(int, short, void *);
 static unsigned int netwatch_parse(const void *, size_t);
+static unsigned int netwatch_addr(const struct nlmsghdr *);
+static void	netwatch_dump(void);
+static int	netwatch_linklocal(int, const unsigned char *);
+static int	netwatch_route_linklocal(const struct nlmsghdr *);
 static void	netwatch_round_cb(int, short, void *);
 static void	netwatch_clock_cb(int, short, void *);
 static void	netwatch_why(unsigned int, char *, size_t);
@@ -125,6 +151,7 @@ netwatch_init(void)
 	    netwatch_nl_cb, NULL)) == NULL)
 		fatalx("netwatch_init: out of memory");
 	event_add(nw.ev_nl, NULL);
+	netwatch_dump();
 	log_debug("netwatch: watching addresses and routes");
 }
 
@@ -239,7 +266,7 @@ netwatch_parse(const void *buf, size_t len)
 		switch (h->nlmsg_type) {
 		case RTM_NEWADDR:
 		case RTM_DELADDR:
-			why |= NETWATCH_ADDR;
+			why |= netwatch_addr(h);
 			break;
 		case RTM_NEWROUTE:
 		case RTM_DELROUTE:
@@ -247,7 +274,8 @@ netwatch_parse(const void *buf, size_t len)
 				break;
 			rt = NLMSG_DATA(h);
 			if (rt->rtm_table == RT_TABLE_LOCAL ||
-			    (rt->rtm_flags & RTM_F_CLONED))
+			    (rt->rtm_flags & RTM_F_CLONED) ||
+			    netwatch_route_linklocal(h))
 				break;
 			why |= NETWATCH_ROUTE;
 			break;
@@ -259,6 +287,121 @@ netwatch_parse(const void *buf, size_t len)
 		}
 	}
 	return (why);
+}
+
+/*
+ * IPv6 link-local addresses (fe80::/10) come with every interface that goes
+ * up, a second or so later, and no link of ours leaves by one: not a
+ * change. Neither are the routes to them.
+ */
+static int
+netwatch_linklocal(int family, const unsigned char *addr)
+{
+	return (family == AF_INET6 && addr[0] == 0xfe &&
+	    (addr[1] & 0xc0) == 0x80);
+}
+
+static int
+netwatch_route_linklocal(const struct nlmsghdr *h)
+{
+	const struct rtmsg	*rt = NLMSG_DATA(h);
+	const struct rtattr	*rta;
+	unsigned int		 left;
+
+	if (rt->rtm_family != AF_INET6 || rt->rtm_dst_len < 10)
+		return (0);
+	left = h->nlmsg_len - NLMSG_LENGTH(sizeof(*rt));
+	for (rta = RTM_RTA(rt); RTA_OK(rta, left); rta = RTA_NEXT(rta, left)) {
+		if (rta->rta_type == RTA_DST && RTA_PAYLOAD(rta) >= 2)
+			return (netwatch_linklocal(AF_INET6, RTA_DATA(rta)));
+	}
+	return (0);
+}
+
+/* Ask for every address there is now (the answers: netwatch_addr). */
+static void
+netwatch_dump(void)
+{
+	struct {
+		struct nlmsghdr		h;
+		struct ifaddrmsg	ifa;
+	}			req;
+	struct sockaddr_nl	sa;
+	socklen_t		slen = sizeof(sa);
+
+	if (getsockname(nw.fd, (struct sockaddr *)&sa, &slen) == 0)
+		nw.portid = sa.nl_pid;
+	memset(&req, 0, sizeof(req));
+	req.h.nlmsg_len = sizeof(req);
+	req.h.nlmsg_type = RTM_GETADDR;
+	req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	req.h.nlmsg_seq = NETWATCH_DUMP_SEQ;
+	req.ifa.ifa_family = AF_UNSPEC;
+	memset(&sa, 0, sizeof(sa));
+	sa.nl_family = AF_NETLINK;
+	if (sendto(nw.fd, &req, sizeof(req), 0, (struct sockaddr *)&sa,
+	    sizeof(sa)) == -1)
+		log_debug("netwatch: address dump: %s", strerror(errno));
+}
+
+/*
+ * An address announced or removed: a change only when it is new to the
+ * set or leaves it. The dump's answers fill the set and change nothing.
+ */
+static unsigned int
+netwatch_addr(const struct nlmsghdr *h)
+{
+	const struct ifaddrmsg	*ifa;
+	const struct rtattr	*rta;
+	struct netwatch_addr	 a;
+	char			 shown[INET6_ADDRSTRLEN];
+	unsigned int		 left;
+	int			 i, have = 0, dump;
+
+	if (h->nlmsg_len < NLMSG_LENGTH(sizeof(*ifa)))
+		return (NETWATCH_ADDR);
+	ifa = NLMSG_DATA(h);
+	memset(&a, 0, sizeof(a));
+	a.ifindex = (int)ifa->ifa_index;
+	a.family = ifa->ifa_family;
+	left = h->nlmsg_len - NLMSG_LENGTH(sizeof(*ifa));
+	for (rta = IFA_RTA(ifa); RTA_OK(rta, left); rta = RTA_NEXT(rta, left)) {
+		/* IFA_LOCAL is the address on point-to-point links. */
+		if ((rta->rta_type == IFA_ADDRESS && !have) ||
+		    rta->rta_type == IFA_LOCAL) {
+			if (RTA_PAYLOAD(rta) > sizeof(a.addr))
+				return (NETWATCH_ADDR);
+			memcpy(a.addr, RTA_DATA(rta), RTA_PAYLOAD(rta));
+			have = 1;
+		}
+	}
+	if (!have)
+		return (NETWATCH_ADDR);
+	if (netwatch_linklocal(a.family, a.addr))
+		return (0);
+	dump = h->nlmsg_seq == NETWATCH_DUMP_SEQ && h->nlmsg_pid == nw.portid;
+	for (i = 0; i < nw.naddrs; i++) {
+		if (memcmp(&nw.addrs[i], &a, sizeof(a)) == 0)
+			break;
+	}
+	if (!inet_ntop(a.family, a.addr, shown, sizeof(shown)))
+		strlcpy_(shown, "?", sizeof(shown));
+	if (h->nlmsg_type == RTM_DELADDR) {
+		if (i < nw.naddrs)
+			nw.addrs[i] = nw.addrs[--nw.naddrs];
+		log_debug("netwatch: address %s gone from interface %d", shown,
+		    a.ifindex);
+		return (NETWATCH_ADDR);
+	}
+	if (i < nw.naddrs)
+		return (0);		/* known: its flags or lifetimes changed */
+	if (nw.naddrs < NETWATCH_ADDRS)
+		nw.addrs[nw.naddrs++] = a;
+	if (dump)
+		return (0);
+	log_debug("netwatch: address %s new on interface %d", shown,
+	    a.ifindex);
+	return (NETWATCH_ADDR);
 }
 
 /*
