@@ -740,27 +740,23 @@ chan_pump(struct chan *c)
 			f->conns_failed++;
 			rc = ssh_open_failure(ssh_get_error(l->session), why,
 			    sizeof(why));
-			if (errclass_open_permanent(rc) && c->socks != NULL) {
-				/*
-				 * A SOCKS client picks the target: one that
-				 * PermitOpen refuses is that client's error.
-				 * Only a server that has refused every target
-				 * in this session has forwarding off.
-				 */
-				if (f->open_ok_ups == l->stats.ups)
-					fwd_note_error(f, "connect to %s from "
-					    "%s failed: %s", tgt, l->hc->name,
-					    why);
-				else
-					fwd_refused(f, "%s refused every SOCKS "
-					    "connection in this session: %s",
-					    l->hc->name, why);
-			} else if (errclass_open_permanent(rc))
-				fwd_refused(f, "connect to %s from %s failed: "
-				    "%s", tgt, l->hc->name, why);
-			else
+			/*
+			 * A SOCKS client picks the target: one that PermitOpen
+			 * refuses is that client's error. Only a server that
+			 * has refused every target in this session has
+			 * forwarding off.
+			 */
+			if (!errclass_open_permanent(rc) || (c->socks != NULL &&
+			    f->open_ok_ups == l->stats.ups))
 				fwd_note_error(f, "connect to %s from %s "
 				    "failed: %s", tgt, l->hc->name, why);
+			else if (c->socks != NULL)
+				fwd_refused(f, "%s refused every SOCKS "
+				    "connection in this session: %s",
+				    l->hc->name, why);
+			else
+				fwd_refused(f, "connect to %s from %s failed: "
+				    "%s", tgt, l->hc->name, why);
 			if (c->socks != NULL)
 				chan_socks_opened(c, 0, why);
 			else
