@@ -31,8 +31,9 @@
  *
  * What is not counted: libssh's packet buffers (one packet per session),
  * the kernel's socket buffers, and a chan's own struct. The total can pass
- * the cap by what one pump turn moves (PUMP_TURN_BUDGET per link) and by
- * what a chan's nested poll decodes.
+ * the cap by what one pump turn moves (pump.c: PUMP_TURN_BUDGET handed to
+ * libssh and PUMP_READ_BUDGET read, per link) and by what a chan's nested
+ * poll decodes.
  */
 #include <sys/types.h>
 #include <sys/queue.h>

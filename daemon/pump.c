@@ -29,8 +29,13 @@
 
 #include "tunneld.h"
 
-/* Reads per pump: each moves at most 4 KiB inside libssh. */
+/*
+ * Reads per pump, and the bytes they may bring: one read is 4 KiB in
+ * Debian's libssh, up to 256 KiB in the patched one (LIBSSH=patched), so
+ * the count alone would let a turn take 16 MiB past the memory budget.
+ */
 #define PUMP_MAX_READS	64
+#define PUMP_READ_BUDGET (256 * 1024)
 /* Client bytes all chans of a link may hand libssh in one turn. */
 #define PUMP_TURN_BUDGET (1024 * 1024)
 
@@ -160,11 +165,15 @@ pump_check_session(struct link *l)
 	return (-1);
 }
 
-/* Read and dispatch what the socket holds, a bounded amount per turn. */
+/*
+ * Read and dispatch what the socket holds, a bounded amount per turn, and
+ * nothing more once the memory budget stops the links: what is left waits
+ * in the kernel (the socket event is level-triggered and comes again).
+ */
 static int
 pump_read(struct link *l)
 {
-	uint64_t	before;
+	uint64_t	before, start = l->sockc.in_bytes;
 	int		i, rc;
 
 	for (i = 0; i < PUMP_MAX_READS; i++) {
@@ -178,7 +187,9 @@ pump_read(struct link *l)
 		 */
 		if (l->greq_busy)
 			greq_run(l);
-		if (l->sockc.in_bytes == before)
+		if (l->sockc.in_bytes == before ||
+		    l->sockc.in_bytes - start >= PUMP_READ_BUDGET ||
+		    pump_read_paused(l))
 			break;
 	}
 	return (pump_check_session(l));
