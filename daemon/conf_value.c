@@ -612,7 +612,13 @@ conf_address(struct conf_ctx *cx, const config_setting_t *s,
 	return (0);
 }
 
-/* A login name: 1-HOST_MAXLEN printable characters, no spaces, copied. */
+/* What libssh refuses in a user name, besides a leading '-'. */
+#define USER_SHELL_CHARS	"'`\";&<>|(){}$\\,"
+
+/*
+ * A login name: 1-HOST_MAXLEN printable characters, no spaces, no leading
+ * '-' nor shell characters, copied.
+ */
 int
 conf_user_name(struct conf_ctx *cx, const config_setting_t *s,
     const char *key, char *out, size_t outlen)
@@ -631,6 +637,18 @@ conf_user_name(struct conf_ctx *cx, const config_setting_t *s,
 		format_quoted(v, q, sizeof(q));
 		conf_err(cx, s, key, "%s is not a valid user name (use 1-%d "
 		    "printable characters, no spaces)", q, HOST_MAXLEN);
+		return (-1);
+	}
+	/*
+	 * libssh (0.10.6-0+deb12u3 on, CVE-2026-59846) refuses these in
+	 * ssh_options_set() and keeps the name it had, the local user's:
+	 * the link would log in as someone else.
+	 */
+	if (v[0] == '-' || strpbrk(v, USER_SHELL_CHARS) != NULL) {
+		format_quoted(v, q, sizeof(q));
+		conf_err(cx, s, key, "%s is not a valid user name (libssh "
+		    "refuses a leading '-' and the shell characters %s)", q,
+		    USER_SHELL_CHARS);
 		return (-1);
 	}
 	strlcpy_(out, v, outlen);

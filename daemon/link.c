@@ -431,7 +431,12 @@ link_start_ssh(struct link *l)
 	ssh_options_set(l->session, SSH_OPTIONS_FD, &l->fd);
 	ssh_options_set(l->session, SSH_OPTIONS_HOST, hc->address);
 	ssh_options_set(l->session, SSH_OPTIONS_PORT, &hc->port);
-	ssh_options_set(l->session, SSH_OPTIONS_USER, hc->user);
+	/* conf.c refuses what libssh does; a stricter libssh fails here. */
+	if (ssh_options_set(l->session, SSH_OPTIONS_USER, hc->user) < 0) {
+		link_fail(l, "user name \"%s\" refused by libssh: %s",
+		    hc->user, ssh_get_error(l->session));
+		return;
+	}
 	ssh_options_set(l->session, SSH_OPTIONS_PROCESS_CONFIG, &no);
 	ssh_options_set(l->session, SSH_OPTIONS_KNOWNHOSTS, hc->known_hosts);
 	ssh_options_set(l->session, SSH_OPTIONS_GLOBAL_KNOWNHOSTS,

@@ -1038,6 +1038,22 @@ test_host_values(void **state)
 	    "1-3600\n"
 	    "t.conf:7: host \"h\": backoff_reset_after: 86401 is out of range "
 	    "0-86400\n");
+	/* libssh refuses these and would log in as the local user. */
+	expect_errors(
+	    "hosts: {\n"
+	    "  a: { user = \"ops;id\"; };\n"
+	    "  b: { user = \"-oProxyCommand=x\"; };\n"
+	    "  c: { user = \"a$b\"; };\n"
+	    "};\n",
+	    "t.conf:2: host \"a\": user: \"ops;id\" is not a valid user name "
+	    "(libssh refuses a leading '-' and the shell characters "
+	    "'`\";&<>|(){}$\\,)\n"
+	    "t.conf:3: host \"b\": user: \"-oProxyCommand=x\" is not a valid "
+	    "user name (libssh refuses a leading '-' and the shell characters "
+	    "'`\";&<>|(){}$\\,)\n"
+	    "t.conf:4: host \"c\": user: \"a$b\" is not a valid user name "
+	    "(libssh refuses a leading '-' and the shell characters "
+	    "'`\";&<>|(){}$\\,)\n");
 }
 
 /* Every host setting of the wrong type. */
