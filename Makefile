@@ -237,9 +237,13 @@ e2e-asan: asan
 		head -50 $(SANLOG)/* >&2; exit 1; fi
 
 # The patched libssh (LIBSSH=patched above): fetched, patched and built
-# once by scripts/libssh-patched.sh; again only when the series changes.
+# once by scripts/libssh-patched.sh; again only when a series changes
+# (security/: our CVE fixes, applied when the source is not the installed
+# version's; patches/: the receive path).
 LIBSSH_SERIES = third_party/libssh/patches/series \
-		$(wildcard third_party/libssh/patches/*.patch)
+		$(wildcard third_party/libssh/patches/*.patch) \
+		third_party/libssh/security/series \
+		$(wildcard third_party/libssh/security/*.patch)
 $(LIBSSH_A): $(LIBSSH_SERIES) scripts/libssh-patched.sh
 	sh scripts/libssh-patched.sh $(LIBSSH_DIR) build
 	@touch $@
@@ -253,6 +257,13 @@ endif
 # the patched build.
 libssh-test:
 	sh scripts/libssh-patched.sh $(LIBSSH_DIR) test
+
+# make libssh-scope: tunneld linked with the patched libssh holds no SFTP
+# or SCP code (no sftp_, ssh_scp_ or scp_ symbol): the reason the CVE
+# fixes of deb12u3 for that code are not in third_party/libssh/security/.
+libssh-scope:
+	$(MAKE) LIBSSH=patched B=$(PB) BA=build-asan-patched $(PB)/tunneld
+	sh scripts/libssh-patched.sh $(LIBSSH_DIR) scope $(PB)/tunneld
 
 # make e2e-patched: the end-to-end suite against tunneld linked with the
 # patched libssh, built in $(PB); less the packaging tests (deb, install,
@@ -400,6 +411,6 @@ soak: all $(B)/loadgen
 	    $(PYTHON) bench/soak.py --minutes $(MINUTES) --out $(OUT) $(SOAK_ARGS)
 
 .PHONY: all asan deps unit e2e e2e-asan check configs demo install uninstall deb clean bench soak
-.PHONY: libssh-test e2e-patched
+.PHONY: libssh-test libssh-scope e2e-patched
 
 -include $(shell find $(B) $(BA) -name '*.d' 2>/dev/null)
