@@ -296,6 +296,7 @@ check: deps
 	$(MAKE) e2e
 	$(MAKE) e2e-asan
 	$(MAKE) libssh-test
+	$(MAKE) libssh-scope
 	$(MAKE) e2e-patched E2E_PATCHED=check
 
 # The shipped example files must pass the checker.
