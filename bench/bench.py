@@ -37,6 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 
+import bench_variants as V  # noqa: E402
 import e2elib  # noqa: E402
 from e2elib import (Sshd, Tunneld, known_hosts_line, render_conf,  # noqa
                     ssh_keygen, tail)
@@ -378,6 +379,7 @@ class Bench:
         e2elib.TUNNELD_BIN = self.path("tunneld")
         e2elib.TUNCTL_BIN = self.path("tunctl")
         LOADGEN_BIN = self.path("loadgen")
+        V.setup(self)
 
         kd = self.path("keys")
         os.makedirs(kd)
@@ -677,6 +679,7 @@ class Bench:
                      ">= 1.0x" if targets else None,
                      ok(tm, om, lambda r: r >= 1.0) if targets else None,
                      "; ".join(notes) or None)
+            V.stream(self, res, direction, "mbs", om)
         for direction in ("client->target", "target->client"):
             t = res[(direction, "tunneld")]
             o = res[(direction, "openssh")]
@@ -686,6 +689,7 @@ class Bench:
                      "CPU s/GiB", n, "<= 1.0x" if targets else None,
                      ok(tm, om, lambda r: r <= 1.0) if targets else None,
                      cpu_note)
+            V.stream(self, res, direction, "cpu", om)
 
     def bench_throughput(self):
         for cipher in CIPHERS:
@@ -693,14 +697,20 @@ class Bench:
             sshd = self.sshd[cipher]
             tp = [(alloc_port(), self.sink), (alloc_port(), self.source)]
             sp = [(alloc_port(), self.sink), (alloc_port(), self.source)]
+            pp = [(alloc_port(), self.sink), (alloc_port(), self.source)]
             d = self.tunneld("tput-" + short, sshd, tp)
+            pd = V.tunneld(self, "tput-" + short, sshd, pp)
             s = self.ssh("ssh-tput-" + short, sshd, cipher, sp)
             res = self.stream_runs(short, (
-                ("tunneld", [d.pid], (tp[0][0], tp[1][0])),
-                ("openssh", [s.pid], (sp[0][0], sp[1][0]))),
+                ("tunneld", [d.pid], (tp[0][0], tp[1][0])),) + ((
+                    (V.WHO, [pd.pid], (pp[0][0], pp[1][0])),) if pd else
+                    ()) + (
+                ("openssh", [s.pid], (sp[0][0], sp[1][0])),),
                 self.mode["bytes"])
-            self.check_alive(d, "throughput %s" % short)
-            stop_daemon(d)
+            for x in (d, pd):
+                if x:
+                    self.check_alive(x, "throughput %s" % short)
+                    stop_daemon(x)
             kill_proc(s)
             self.stream_rows("throughput " + short, "CPU " + short, res)
 
@@ -1434,7 +1444,7 @@ class Bench:
         self.log("   link: %s" % label)
         self.wan_validate(rtt, rate, label)
         relay, rport = self.wan_relay(sshd.port, rtt, rate, ns, addr)
-        d = s = None
+        d = s = pd = None
         try:
             with open(self.known_hosts, "a") as f:
                 f.write(known_hosts_line(rport, self.host_pub).replace(
@@ -1444,13 +1454,18 @@ class Bench:
             d = self.tunneld("wan-%d-%d" % (rtt, rate), None, tp,
                              hosts={"h0": {"address": addr, "port": rport}},
                              via="h0", log_level="debug")
+            pp = [(alloc_port(), self.sink), (alloc_port(), self.source)]
+            pd = V.tunneld(self, "wan-%d-%d" % (rtt, rate), None, pp,
+                           hosts={"h0": {"address": addr, "port": rport}},
+                           via="h0", log_level="debug")
+            three = ((V.WHO, pp),) if pd else ()
             cmd = self.ssh_cmd(sshd, cipher, sp)
             cmd[cmd.index("-p") + 1] = str(rport)
             cmd[-1] = "root@" + addr
             s = spawn(cmd, log=self.path("ssh-wan-%d-%d.log" % (rtt, rate)))
             self.wait_forward(s, sp[0][0], "ssh-wan-%d-%d" % (rtt, rate))
-            self.wan_setup(label, rtt, (("tunneld", tp[1][0]),
-                                        ("openssh", sp[1][0])))
+            self.wan_setup(label, rtt, (("tunneld", tp[1][0]),) + tuple(
+                (w, p[1][0]) for w, p in three) + (("openssh", sp[1][0]),))
             nbytes = self.wan_size(rtt, rate)
             runs = [(0, 1)]
             if (rtt, rate) in w["loss"]:
@@ -1465,10 +1480,13 @@ class Bench:
                 self.wan_loss(topo, "wan", ifname, loss)
                 try:
                     self.wan_runs(label, loss, par, nbytes,
-                                  (("tunneld", tp), ("openssh", sp)))
+                                  (("tunneld", tp),) + three +
+                                  (("openssh", sp),))
                 finally:
                     self.wan_loss(topo, "wan", ifname, 0)
             self.check_alive(d, "wan %s" % label)
+            if pd:
+                self.check_alive(pd, "wan %s patched" % label)
             wins = [int(m) for m in re.findall(r"window \d+ -> (\d+) bytes",
                                                open(d.log).read())]
             self.notes.append(
@@ -1479,6 +1497,7 @@ class Bench:
                     "1.2 MiB (libssh's, never grown)"))
         finally:
             stop_daemon(d)
+            stop_daemon(pd)
             kill_proc(s)
             kill_proc(relay)
 
@@ -1486,19 +1505,21 @@ class Bench:
         """Connection setup across the link: connect, ask the source for
         1 byte, read to EOF. Two round trips for both (the channel open,
         then the request), alternated, medians."""
-        res = {"tunneld": [], "openssh": []}
+        res = {who: [] for who, _ in clients}
         for _ in range(5):
             for who, port in clients:
                 r = run_loadgen(["down", "--port", port, "--bytes", 1,
                                  "--timeout", 20], 30)
                 res[who].append(r["secs"] * 1e3)
         tm, om = median(res["tunneld"]), median(res["openssh"])
-        note = "connect + 1 byte from the source + EOF; runs: tunneld " \
-            "%s, openssh %s ms" % (
-                " ".join("%.0f" % x for x in res["tunneld"]),
-                " ".join("%.0f" % x for x in res["openssh"]))
+        note = "connect + 1 byte from the source + EOF; runs: " + \
+            ", ".join("%s %s" % (who, " ".join("%.0f" % x for x in xs))
+                      for who, xs in res.items()) + " ms"
         self.row("wan %s setup+1B" % label, tm, om, "ms", "5+5",
                  "<= ssh+RTT/2", tm <= om + rtt / 2.0, note)
+        if V.WHO in res:
+            V.attach(self, median(res[V.WHO]), om, "<= ssh+RTT/2",
+                     lambda v, o: v <= o + rtt / 2.0, n=5)
 
     def wan_runs(self, label, loss, par, nbytes, clients):
         """Both directions, rounds of tunneld and OpenSSH alternated."""
@@ -1508,7 +1529,7 @@ class Bench:
                            ", %d streams" % par if par > 1 else "")
         for direction, mode, idx in (("client->target", "up", 0),
                                      ("target->client", "down", 1)):
-            res = {"tunneld": [], "openssh": []}
+            res = {who: [] for who, _ in clients}
             errs = []
             for _ in range(w["rounds"]):
                 for who, ports in clients:
@@ -1533,15 +1554,19 @@ class Bench:
             # server's window caps client->target for both alike).
             target = ">= 1.5x" if (int(label.split()[0]) >= 100 and
                                    idx == 1) else ">= 1.0x"
-            note = "runs: tunneld %s, openssh %s MB/s" % (
-                " ".join("%.1f" % x for x in res["tunneld"]),
-                " ".join("%.1f" % x for x in res["openssh"]))
+            note = "runs: " + ", ".join("%s %s" % (who, " ".join(
+                "%.1f" % x for x in xs)) for who, xs in res.items()) + " MB/s"
             if errs:
                 note += "; failed: " + "; ".join(errs)
             self.row("wan %s %s" % (what, direction), tm, om, "MB/s",
                      "%d+%d" % (len(res["tunneld"]), len(res["openssh"])),
                      target, ok(tm, om, lambda x, t=target:
                                 x >= float(t.split()[1][:-1])), note)
+            if V.WHO in res:
+                V.attach(self, median(res[V.WHO]), om, target,
+                         lambda v, o, t=target:
+                         v / o >= float(t.split()[1][:-1]),
+                         n=len(res[V.WHO]))
 
     def facts(self):
         def cmd(args):
@@ -1587,22 +1612,9 @@ class Bench:
         lines.append("stream size %d MiB; medians over n runs (n = "
                      "tunneld+openssh); ratio = tunneld/openssh; CPU = the "
                      "client's processes only" % (self.mode["bytes"] // MiB))
+        lines += V.header(self)
         lines.append("")
-        hdr = ("figure", "tunneld", "openssh", "ratio", "unit", "n",
-               "target", "result")
-        w = (46, 10, 10, 7, 9, 9, 9, 4)
-        table = [hdr]
-        for r in self.rows:
-            table.append((r["figure"], fmt(r["tunneld"]), fmt(r["openssh"]),
-                          "-" if r["ratio"] is None else
-                          "%.3fx" % r["ratio"], r["unit"], str(r["n"]),
-                          r["target"] or "-",
-                          {True: "PASS", False: "MISS",
-                           None: ""}[r["pass"]]))
-        for t in table:
-            lines.append("  ".join(("%-*s" if i in (0, 4, 5, 6, 7) else
-                                    "%*s") % (w[i], t[i])
-                                   for i in range(len(t))).rstrip())
+        lines += V.table(self.rows, fmt)
         if any(str(r["n"]).endswith("*") for r in self.rows):
             lines.append("")
             lines.append("* openssh value EXTRAPOLATED linearly from the "
@@ -1629,9 +1641,9 @@ class Bench:
             return
         out = self.args.out
         with open(out, "w") as fh:
-            json.dump([{k: r[k] for k in ("figure", "tunneld", "openssh",
-                                          "ratio", "unit", "n", "target",
-                                          "pass", "note")}
+            json.dump([V.json_row(r, ("figure", "tunneld", "openssh",
+                                      "ratio", "unit", "n", "target",
+                                      "pass", "note"))
                        for r in self.rows], fh, indent=1)
             fh.write("\n")
         with open(os.path.splitext(out)[0] + ".txt", "w") as fh:
@@ -1674,6 +1686,10 @@ def main():
                     help="keep the work directory (logs, configs)")
     ap.add_argument("--label", help="what was measured (default: git "
                     "describe of this tree)")
+    ap.add_argument("--patched", default=os.environ.get(
+        "TUNNELD_PATCHED_BIN") or None, help="a tunneld linked with the "
+        "patched libssh, measured beside the stock one in the throughput "
+        "and WAN sections (default: $TUNNELD_PATCHED_BIN)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
 
@@ -1687,7 +1703,8 @@ def main():
     signal.signal(signal.SIGHUP, _sigterm)
     signal.signal(signal.SIGALRM, _sigalrm)
     bench = Bench(args)
-    signal.alarm(bench.mode["budget"] + 60 + (
+    signal.alarm(bench.mode["budget"] * (3 if args.patched else 2) // 2
+                 + 60 + (
         1500 if "scale" in (args.only or "").split(",") else 0))
     status = 0
     interrupted = False
