@@ -168,11 +168,15 @@ handshake_known_key(struct link *l, char *buf, size_t len)
 	char				*line = NULL;
 	size_t				 cap = 0;
 	FILE				*fp;
-	int				 found = 0;
+	int				 fd, found = 0;
 
 	handshake_hostspec(l, spec, sizeof(spec));
-	if ((fp = fopen(l->hc->known_hosts, "r")) == NULL)
+	if ((fd = known_hosts_open(l->hc->known_hosts)) == -1)
 		return (0);
+	if ((fp = fdopen(fd, "r")) == NULL) {
+		close(fd);
+		return (0);
+	}
 	while (!found && getline(&line, &cap, fp) != -1) {
 		line[strcspn(line, "\r\n")] = '\0';
 		if (line[0] == '\0' || line[0] == '#')

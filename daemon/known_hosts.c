@@ -137,6 +137,42 @@ known_hosts_write(int fd, const char *buf, size_t len)
 }
 
 /*
+ * Open a known_hosts file to read it. Only a regular file is read: a FIFO
+ * or a device named there would block the daemon or never end (libssh's
+ * reader has the same check in the patched build, not in Debian's, so
+ * handshake.c asks known_hosts_not_regular() first). Returns the fd, or
+ * -1 with errno set (EINVAL: not a regular file).
+ */
+int
+known_hosts_open(const char *path)
+{
+	struct stat	st;
+	int		fd, e;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd == -1)
+		return (-1);
+	if (fstat(fd, &st) == -1)
+		e = errno;
+	else if (!S_ISREG(st.st_mode))
+		e = EINVAL;
+	else
+		return (fd);
+	close(fd);
+	errno = e;
+	return (-1);
+}
+
+/* 1 when path names something that exists and is not a regular file. */
+int
+known_hosts_not_regular(const char *path)
+{
+	struct stat	st;
+
+	return (stat(path, &st) == 0 && !S_ISREG(st.st_mode));
+}
+
+/*
  * Add entry (one known_hosts line, as ssh_session_export_known_hosts_entry
  * formats it) to the file at path, atomically (see above). A line already
  * there is not added twice. Returns 0, or -1 with the reason in err (the
@@ -180,7 +216,7 @@ known_hosts_add(const char *path, const char *entry, char *err,
 	umask(mask);
 	mode = 0666 & ~mask;		/* a new file: as fopen(3) makes it */
 	exists = 0;
-	if ((fd = open(target, O_RDONLY | O_CLOEXEC | O_NOCTTY)) != -1) {
+	if ((fd = known_hosts_open(target)) != -1) {
 		if (fstat(fd, &st) == -1) {
 			snprintf(err, errlen, "%s", strerror(errno));
 			goto out;
@@ -193,6 +229,9 @@ known_hosts_add(const char *path, const char *entry, char *err,
 			rc = 0;		/* learned meanwhile: nothing to do */
 			goto out;
 		}
+	} else if (errno == EINVAL) {
+		snprintf(err, errlen, "not a regular file");
+		goto out;
 	} else if (errno != ENOENT) {
 		snprintf(err, errlen, "%s", strerror(errno));
 		goto out;

@@ -425,6 +425,16 @@ link_start_ssh(struct link *l)
 		    sizeof(ut));
 	}
 
+	/*
+	 * libssh reads known_hosts in the key exchange (to prefer the key
+	 * types it knows) and to check the key: a FIFO or a device there
+	 * would block the daemon. (The patched libssh refuses them too.)
+	 */
+	if (known_hosts_not_regular(hc->known_hosts)) {
+		link_refused(l, "known_hosts %s is not a regular file: refusing "
+		    "to read host keys from it", hc->known_hosts);
+		return;
+	}
 	sendq_attach(l->fd);
 	if ((l->session = ssh_new()) == NULL)
 		fatalx("ssh_new: out of memory");

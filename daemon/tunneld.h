@@ -632,6 +632,8 @@ const char *handshake_stalled(struct link *, char *, size_t);
 
 /* known_hosts.c */
 int	 known_hosts_add(const char *, const char *, char *, size_t);
+int	 known_hosts_open(const char *);
+int	 known_hosts_not_regular(const char *);
 
 /* agent.c: our ssh-agent client; libssh only reads what it prepared. */
 struct agent;

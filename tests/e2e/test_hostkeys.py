@@ -6,6 +6,7 @@ private sshd) and its own known_hosts file.
 
 import os
 import re
+import stat
 import subprocess
 
 import pytest
@@ -87,3 +88,28 @@ def test_accept_new_learns_key(sshd, env, servers, keys, kh_text):
                        text=True, timeout=10)
     assert r.returncode == 0, "key not found in %r" % text
     assert keys.host_pub.split()[1] in r.stdout
+
+
+
+@pytest.mark.parametrize("policy", ["strict", "accept-new"])
+def test_known_hosts_fifo_refused(sshd, env, servers, keys, policy):
+    """A FIFO where known_hosts belongs: opening it to read would block
+    the whole daemon (libssh's reader, or the learning step) until a
+    writer came. The link is refused with the reason, the daemon keeps
+    answering, and nothing replaces the FIFO."""
+    if os.path.exists(env.known_hosts):
+        os.unlink(env.known_hosts)
+    os.mkfifo(env.known_hosts)
+    try:
+        echo = servers(echo_handler)
+        d = env.start([local("t", tcp_listen(free_port()), echo.target)],
+                      sshd=sshd, known_hosts=False,
+                      defaults={"host_key_policy": policy})
+        d.wait_link("srv", "failed", timeout=6)
+        err = d.link("srv")["last_error"] or ""
+        assert "not a regular file" in err, err
+        code, out, err = d.tunctl("status", "t")
+        assert code == 4, (code, out, err)
+        assert stat.S_ISFIFO(os.lstat(env.known_hosts).st_mode)
+    finally:
+        os.unlink(env.known_hosts)
