@@ -6,6 +6,7 @@
 #
 #   sh scripts/libssh-patched.sh DIR build    fetch, patch, build DIR/build/src/libssh.a
 #   sh scripts/libssh-patched.sh DIR test     the same, then libssh's unit tests
+#                                  on an ASan build of it (DIR/build-asan)
 #   sh scripts/libssh-patched.sh DIR flags    print -I flags and libraries to link with
 #   sh scripts/libssh-patched.sh DIR scope BIN
 #                                  check that BIN holds no SFTP/SCP code
@@ -19,7 +20,9 @@
 #                 was written for (the mirror lacked the installed
 #                 version's), our own fixes for the CVEs it lacks; then
 #                 the receive-path series
-#   DIR/build/    the cmake build (static library, cmocka unit tests)
+#   DIR/build/    the cmake build tunneld links (static library, -O2)
+#   DIR/build-asan/ the same under AddressSanitizer, with libssh's cmocka
+#                 unit tests (make libssh-test only)
 # A second run with the same VERSION and the same series fetches and builds
 # nothing: DIR/tree/.series holds the checksum of the series it was made
 # with, and cmake rebuilds only what changed.
@@ -184,7 +187,7 @@ patch_tree() {
 		return 0
 	fi
 	report_missing
-	rm -rf "$dir/tree" "$dir/build"
+	rm -rf "$dir/tree" "$dir/build" "$dir/build-asan"
 	cp -a "$dir/src/libssh-$upver" "$dir/tree"
 	for p in $(security_patches); do
 		log "applying security/$p"
@@ -214,27 +217,37 @@ scope() {
 	echo "libssh-patched: scope: $bin holds no sftp_/ssh_scp_/scp_ symbol" >&2
 }
 
-build() {
-	if [ ! -f "$dir/build/CMakeCache.txt" ]; then
-		mkdir -p "$dir/build"
-		# As Debian configures it, less GSSAPI (tunneld does not use
-		# it); with the unit tests, which link the static library
-		# (ssh-static, libssh.a) that tunneld links too. (Not
-		# BUILD_SHARED_LIBS=OFF: both targets would then write
-		# libssh.a, at the same time under -j.)
-		(cd "$dir/build" && cmake -S "$dir/tree" -B . \
-		    -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-		    -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 -g -DNDEBUG" \
-		    -DBUILD_STATIC_LIB=ON \
+# cmake_build SUBDIR ARGS...: configure $dir/SUBDIR once, as Debian does
+# less GSSAPI (tunneld does not use it), then build it. (Not
+# BUILD_SHARED_LIBS=OFF: the shared and the static targets would then
+# both write libssh.a, at the same time under -j.)
+cmake_build() {
+	b=$dir/$1
+	shift
+	if [ ! -f "$b/CMakeCache.txt" ]; then
+		mkdir -p "$b"
+		(cd "$b" && cmake -S "$dir/tree" -B . -DBUILD_STATIC_LIB=ON \
 		    -DWITH_GSSAPI=OFF -DWITH_EXAMPLES=OFF -DWITH_SFTP=ON \
 		    -DWITH_SERVER=ON -DWITH_PCAP=ON -DWITH_ZLIB=ON \
-		    -DUNIT_TESTING=ON -DCLIENT_TESTING=OFF \
-		    -DSERVER_TESTING=OFF >cmake.log 2>&1) || {
-			tail -30 "$dir/build/cmake.log" >&2; exit 1; }
+		    -DCLIENT_TESTING=OFF -DSERVER_TESTING=OFF "$@" \
+		    >cmake.log 2>&1) || { tail -30 "$b/cmake.log" >&2; exit 1; }
 	fi
-	cmake --build "$dir/build" -j "$(nproc)" >"$dir/build/make.log" 2>&1 || {
-		grep -E 'error|Error' "$dir/build/make.log" | head -30 >&2; exit 1; }
-	[ -f "$dir/build/src/libssh.a" ] || { log "no libssh.a built"; exit 1; }
+	cmake --build "$b" -j "$(nproc)" >"$b/make.log" 2>&1 || {
+		grep -E 'error|Error' "$b/make.log" | head -30 >&2; exit 1; }
+	[ -f "$b/src/libssh.a" ] || { log "no $b/src/libssh.a built"; exit 1; }
+}
+
+# The static library tunneld links (-O2, no unit tests).
+build() {
+	cmake_build build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 -g -DNDEBUG" -DUNIT_TESTING=OFF
+}
+
+# The same source under AddressSanitizer (and LeakSanitizer), with
+# libssh's cmocka unit tests: libssh's own AddressSanitizer build type.
+build_asan() {
+	cmake_build build-asan -DCMAKE_BUILD_TYPE=AddressSanitizer \
+	    -DUNIT_TESTING=ON
 }
 
 case $what in
@@ -242,12 +255,13 @@ build)
 	fetch; patch_tree; build
 	;;
 test)
-	fetch; patch_tree; build
+	fetch; patch_tree; build; build_asan
 	# torture_misc's timeout tests sleep 30-50 ms and allow a few ms
 	# of slack: on a loaded machine they fail alone; a test passes if
-	# one of three runs does.
-	cd "$dir/build" && ctest --output-on-failure -R '^torture_' \
-	    -j "$(nproc)" --repeat until-pass:3
+	# one of three runs does. A sanitizer report fails its test.
+	cd "$dir/build-asan" && ASAN_OPTIONS=detect_leaks=1 \
+	    ctest --output-on-failure -R '^torture_' -j "$(nproc)" \
+	    --repeat until-pass:3
 	;;
 flags)
 	echo "-I$dir/tree/include -I$dir/build/include"
