@@ -254,7 +254,7 @@ $(B)/tunneld $(BA)/tunneld: $(LIBSSH_A)
 endif
 
 # make libssh-test: libssh's own unit tests (tests/unittests, cmocka) on
-# the patched build.
+# the patched source, built a second time with AddressSanitizer.
 libssh-test:
 	sh scripts/libssh-patched.sh $(LIBSSH_DIR) test
 
