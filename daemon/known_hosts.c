@@ -140,8 +140,8 @@ known_hosts_write(int fd, const char *buf, size_t len)
  * Open a known_hosts file to read it. Only a regular file is read: a FIFO
  * or a device named there would block the daemon or never end (libssh's
  * reader has the same check in the patched build, not in Debian's, so
- * handshake.c asks known_hosts_not_regular() first). Returns the fd, or
- * -1 with errno set (EINVAL: not a regular file).
+ * link.c asks known_hosts_not_regular() before each handshake). Returns
+ * the fd, or -1 with errno set (EINVAL: not a regular file).
  */
 int
 known_hosts_open(const char *path)

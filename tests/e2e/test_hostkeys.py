@@ -90,7 +90,6 @@ def test_accept_new_learns_key(sshd, env, servers, keys, kh_text):
     assert keys.host_pub.split()[1] in r.stdout
 
 
-
 @pytest.mark.parametrize("policy", ["strict", "accept-new"])
 def test_known_hosts_fifo_refused(sshd, env, servers, keys, policy):
     """A FIFO where known_hosts belongs: opening it to read would block
